@@ -1,0 +1,1 @@
+"""The fuzzing side of mmdiff: text format, runner, differ, minimizer, CLI."""

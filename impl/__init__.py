@@ -1,0 +1,1 @@
+"""The Cython kernel-shaped model."""

@@ -1,0 +1,162 @@
+"""Observations: the canonical state snapshot both models report (SPEC §4.2).
+
+Each model fills a ``RawSnapshot`` with its own frame keys (any hashable: a
+folio object, a pfn). ``canonicalize`` renames frames by first appearance
+(processes by pid, pages by vpn, then pins, then files) so that sharing is
+compared and raw ids never are, and flattens everything into an ordered
+``{field path: text}`` map that the differ compares key by key.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Hashable, Optional
+
+from .ops import Prot
+
+
+class EntryKind(enum.Enum):
+    """What a page-table entry maps (SPEC §4.2)."""
+
+    NONE = "none"
+    ZERO = "zero"        # the shared zero page (pte_special)
+    HZERO = "hzero"      # the huge zero folio (PMD)
+    ANON = "anon"
+    FILE = "file"        # a page-cache (shmem) page
+    PFN = "pfn"          # a raw PFN of device memory (VM_PFNMAP)
+    SWAP = "swap"
+    DEVEXCL = "devexcl"  # a non-present device-exclusive entry
+
+
+class Level(enum.Enum):
+    PTE = "pte"
+    PMD = "pmd"
+    PUD = "pud"
+
+
+# Frame keys of the two zero pages; models use these instead of their own key so
+# that every model names them alike. They carry no counts (kernel: pte_special).
+ZERO_KEY = "zero"
+HZERO_KEY = "hzero"
+
+
+@dataclass(frozen=True)
+class PageView:
+    """One mapped page as a model reports it."""
+
+    kind: EntryKind
+    level: Level
+    writable: bool
+    dirty: bool
+    soft_dirty: bool
+    excl: bool                  # PageAnonExclusive (anon only)
+    frame: Optional[Hashable]   # model's frame key; None when no frame (swap, none)
+
+    def describe(self) -> str:
+        """The `state` probe's text: e.g. ``anon pte rw dirty excl`` or ``pfn pmd r``."""
+        if self.kind is EntryKind.NONE:
+            return "none"
+        words = [self.kind.value, self.level.value, "rw" if self.writable else "r"]
+        if self.dirty:
+            words.append("dirty")
+        if self.soft_dirty:
+            words.append("softdirty")
+        if self.excl:
+            words.append("excl")
+        return " ".join(words)
+
+
+NONE_PAGE = PageView(EntryKind.NONE, Level.PTE, False, False, False, False, None)
+
+
+@dataclass(frozen=True)
+class VmaView:
+    """One VMA: [start, end) in pages, protection, flags, backing and madvise state."""
+
+    start: int
+    end: int
+    prot: Prot
+    shared: bool
+    file: Optional[str]      # None for private anon; "anon" mappings that are shared
+                             # report the hidden shmem object as None too
+    pgoff: int               # file offset of `start`, in pages (0 for anon)
+    flags: tuple[str, ...]   # sorted madvise state: dontfork, wipeonfork, hugepage, ...
+    anon_vma: bool           # vma->anon_vma != NULL (decides vma_needs_copy)
+
+    def describe(self) -> str:
+        back = "anon" if self.file is None else f"{self.file}@{self.pgoff:#x}"
+        words = [f"{self.start:#x}-{self.end:#x}", self.prot.value,
+                 "shared" if self.shared else "private", back, *self.flags]
+        if self.anon_vma:
+            words.append("anon_vma")
+        return " ".join(words)
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """Per-frame (4 KiB page) counters and contents."""
+
+    mapcount: int
+    pincount: int
+    value: int
+
+
+@dataclass
+class ProcView:
+    vmas: list[VmaView] = field(default_factory=list)
+    pages: dict[int, PageView] = field(default_factory=dict)   # vpn -> page (non-none only)
+
+
+@dataclass
+class RawSnapshot:
+    """What a model reports, keyed by its own frame keys."""
+
+    procs: dict[str, ProcView] = field(default_factory=dict)          # live processes by name
+    frames: dict[Hashable, FrameView] = field(default_factory=dict)   # every referenced frame
+    pins: dict[str, list[Hashable]] = field(default_factory=dict)     # handle -> frames pinned
+    files: dict[str, dict[int, Hashable]] = field(default_factory=dict)  # file -> pgoff -> frame
+
+
+def _name_order(name: str) -> tuple[str, int]:
+    return (name[0], int(name[1:]))
+
+
+def canonicalize(raw: RawSnapshot) -> dict[str, str]:
+    """Flatten a snapshot to ``{path: text}`` with frames named F0, F1, ... by first appearance.
+
+    Order of appearance: processes by pid, their pages by vpn; then pins by
+    handle; then files by name, pages by pgoff. The zero pages keep their
+    names. Frames nothing references are not reported.
+    """
+    names: dict[Hashable, str] = {ZERO_KEY: "zero", HZERO_KEY: "hzero"}
+
+    def cname(key: Optional[Hashable]) -> str:
+        if key is None:
+            return "-"
+        if key not in names:
+            names[key] = f"F{len(names) - 2}"
+        return names[key]
+
+    out: dict[str, str] = {}
+    for pname in sorted(raw.procs, key=_name_order):
+        proc = raw.procs[pname]
+        for i, vma in enumerate(proc.vmas):
+            out[f"{pname} vma[{i}]"] = vma.describe()
+        for vpn in sorted(proc.pages):
+            page = proc.pages[vpn]
+            out[f"{pname} page {vpn:#x}"] = f"{page.describe()} {cname(page.frame)}"
+    for hname in sorted(raw.pins, key=_name_order):
+        out[f"{hname} pages"] = ",".join(cname(k) for k in raw.pins[hname])
+    for fname in sorted(raw.files, key=_name_order):
+        for pgoff, key in sorted(raw.files[fname].items()):
+            out[f"{fname} pgoff {pgoff:#x}"] = cname(key)
+    for key, cn in sorted(names.items(), key=lambda kv: _frame_order(kv[1])):
+        if cn in ("zero", "hzero"):
+            continue
+        fv = raw.frames[key]
+        out[f"frame {cn}"] = f"map={fv.mapcount} pin={fv.pincount} val={fv.value:#x}"
+    return out
+
+
+def _frame_order(cn: str) -> tuple[int, int]:
+    return (0, 0) if not cn.startswith("F") else (1, int(cn[1:]))
