@@ -27,8 +27,9 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 PTRS_PER_TABLE = 512          # entries per page-table page at every level
 HPAGE_PMD_NR = 512            # pages per PMD-mapped THP (2 MiB)
 HPAGE_PUD_NR = 512 * 512      # pages per PUD leaf (1 GiB)
-TASK_SIZE_PAGES = 1 << 35     # x86-64 4-level user space: 2^47 bytes
-MMAP_MIN_PAGES = 16           # /proc/sys/vm/mmap_min_addr = 65536 bytes
+TASK_SIZE_PAGES = (1 << 35) - 1  # x86-64 TASK_SIZE_MAX = 2^47 - 4096 bytes
+MMAP_MIN_PAGES = 16           # address hints are rounded up to 64 KiB (LSM mmap_min_addr)
+ADDR_LIMIT_PAGES = 1 << 52    # a byte address past 2^64 wraps: such ranges are invalid
 U64_MASK = (1 << 64) - 1
 
 

@@ -21,6 +21,7 @@ class Errno(enum.IntEnum):
     ESRCH = 3
     EIO = 5
     ENXIO = 6
+    EBADF = 9
     EAGAIN = 11
     ENOMEM = 12
     EACCES = 13

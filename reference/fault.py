@@ -1,0 +1,164 @@
+"""Page faults and COW (mm/memory.c: handle_mm_fault and what it calls).
+
+Order of checks, as in the kernel:
+1. arch access check (do_user_addr_fault / access_error): no VMA -> SIGSEGV;
+   read without VM_READ or write without VM_WRITE -> SIGSEGV, nothing changes;
+2. a file-backed VMA beyond EOF -> SIGBUS (shmem_fault returns VM_FAULT_SIGBUS);
+3. handle_pte_fault: none -> do_anonymous_page / do_read_fault / do_cow_fault /
+   do_shared_fault; present read-only and write -> do_wp_page.
+Rules of do_wp_page: a shared mapping never copies (wp_page_shared); a private
+mapping reuses an anon page that is AnonExclusive or whose only reference is
+this PTE (wp_can_reuse_anon_folio); everything else is copied (wp_page_copy).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .folio import ZERO_PAGE, Folio, folio_alloc_anon
+from .mm import Mm
+from .pagetable import Pte
+from .results import Signal
+from .vma import Vma, anon_vma_prepare
+
+FAULT_AROUND_PAGES = 16   # fault_around_bytes = 64 KiB
+PTRS_PER_PTE = 512
+
+
+def access_error(vma: Optional[Vma], write: bool) -> Optional[Signal]:
+    """do_user_addr_fault: SEGV_MAPERR without a VMA, SEGV_ACCERR without permission."""
+    if vma is None:
+        return Signal.SEGV
+    if (write and not vma.prot.write) or not vma.prot.read:
+        return Signal.SEGV
+    return None
+
+
+def beyond_eof(vma: Vma, vpn: int) -> bool:
+    """shmem_fault: a page at or past i_size has no backing -> VM_FAULT_SIGBUS."""
+    return vma.file is not None and vma.pgoff_of(vpn) >= vma.file.size
+
+
+def handle_mm_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
+    """Resolve a fault so that vpn is mapped readable (and writable if `write`).
+
+    Return: None on success, or the signal the access raises.
+    """
+    i = mm.find_vma_index(vpn)
+    vma = None if i is None else mm.vmas[i]
+    sig = access_error(vma, write)
+    if sig is not None:
+        return sig
+    assert i is not None and vma is not None
+    pte = mm.ptes.get(vpn)
+    if pte is None:
+        if beyond_eof(vma, vpn):
+            return Signal.BUS
+        if vma.is_anon:
+            do_anonymous_page(mm, i, vpn, write)
+        elif not write:
+            do_read_fault(mm, vma, vpn)
+        elif vma.shared:
+            do_shared_fault(mm, vma, vpn)
+        else:
+            do_cow_fault(mm, i, vpn)
+        return None
+    if write and not pte.writable:
+        do_wp_page(mm, i, vpn, pte)
+    elif write:
+        pte.mkdirty()   # handle_pte_fault: already writable, only dirty/young
+    return None
+
+
+def do_anonymous_page(mm: Mm, i: int, vpn: int, write: bool) -> None:
+    """Read: map the zero page (no anon_vma). Write: a new exclusive anon page, rw+dirty."""
+    if not write:
+        mm.set_pte(vpn, Pte(ZERO_PAGE))
+        return
+    anon_vma_prepare(mm.vmas, i)
+    pte = Pte(folio_alloc_anon(), writable=True)
+    pte.mkdirty()
+    mm.set_pte(vpn, pte)
+
+
+def _file_pte(vma: Vma, folio: Folio) -> Pte:
+    """set_pte_range for a read fault: vm_page_prot, writable only in a shared rw mapping
+    (shmem needs no write-notify, so its shared vm_page_prot keeps the write bit)."""
+    return Pte(folio, writable=vma.shared and vma.prot.write)
+
+
+def do_read_fault(mm: Mm, vma: Vma, vpn: int) -> None:
+    """do_fault_around (resident pages of the window) then __do_fault for vpn itself."""
+    assert vma.file is not None
+    blk = vpn & ~(PTRS_PER_PTE - 1)
+    start = max(vpn & ~(FAULT_AROUND_PAGES - 1), vma.start, blk)
+    end = min(start + FAULT_AROUND_PAGES, blk + PTRS_PER_PTE, vma.end)
+    for v in range(start, end):
+        pgoff = vma.pgoff_of(v)
+        if v in mm.ptes or pgoff >= vma.file.size:
+            continue
+        folio = vma.file.find_folio(pgoff)       # filemap_map_pages: resident pages only
+        if folio is not None:
+            mm.set_pte(v, _file_pte(vma, folio))
+    if vpn not in mm.ptes:
+        mm.set_pte(vpn, _file_pte(vma, vma.file.get_folio(vma.pgoff_of(vpn))))
+
+
+def do_shared_fault(mm: Mm, vma: Vma, vpn: int) -> None:
+    """Write fault in a shared mapping: the page-cache page, writable and dirty."""
+    assert vma.file is not None
+    pte = Pte(vma.file.get_folio(vma.pgoff_of(vpn)), writable=True)
+    pte.mkdirty()
+    mm.set_pte(vpn, pte)
+
+
+def do_cow_fault(mm: Mm, i: int, vpn: int) -> None:
+    """Write fault on a none entry of a private file mapping: copy the file page."""
+    vma = mm.vmas[i]
+    assert vma.file is not None
+    src = vma.file.get_folio(vma.pgoff_of(vpn))
+    anon_vma_prepare(mm.vmas, i)
+    pte = Pte(folio_alloc_anon(src.value), writable=True)
+    pte.mkdirty()
+    mm.set_pte(vpn, pte)
+
+
+def wp_can_reuse_anon_folio(folio: Folio) -> bool:
+    """Order-0 rule: reuse iff the only reference is this PTE (refcount == 1)."""
+    return folio.refcount == 1
+
+
+def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte) -> None:
+    """Write fault on a present read-only entry."""
+    vma = mm.vmas[i]
+    if vma.shared:
+        # wp_page_shared: no copy, make writable (+dirty)
+        pte.writable = True
+        pte.mkdirty()
+        return
+    page = pte.page
+    if isinstance(page, Folio) and page.anon and (page.anon_exclusive or wp_can_reuse_anon_folio(page)):
+        # wp_page_reuse: same frame; SetPageAnonExclusive first
+        page.anon_exclusive = True
+        pte.writable = vma.prot.write   # maybe_mkwrite
+        pte.mkdirty()
+        return
+    wp_page_copy(mm, i, vpn, pte)
+
+
+def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte) -> None:
+    """A new exclusive anon page (zeroed for the zero page, else a copy), rw+dirty."""
+    anon_vma_prepare(mm.vmas, i)
+    new = folio_alloc_anon(old.page.value)
+    mm.zap_pte(vpn)
+    pte = Pte(new, writable=mm.vmas[i].prot.write)
+    pte.mkdirty()
+    pte.soft_dirty = True
+    mm.set_pte(vpn, pte)
+
+
+def populate_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
+    """GUP's faultin step: fault only if the entry is missing or (write) read-only."""
+    pte = mm.ptes.get(vpn)
+    if pte is not None and (pte.writable or not write):
+        return None
+    return handle_mm_fault(mm, vpn, write)

@@ -1,0 +1,63 @@
+"""Physical pages (order-0 folios) and the zero page.
+
+Rules (include/linux/mm.h, mm/rmap.c):
+- refcount = one per PTE mapping the page + one for the page cache when the page
+  is in a file + pins (GUP_PIN_COUNTING_BIAS per pin; pins arrive with issue 6);
+- mapcount = PTEs mapping the page;
+- AnonExclusive (PG_anon_exclusive) is per page and only meaningful for anon pages;
+- the zero page is never refcounted by mappings (pte_special, vm_normal_page() == NULL).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(eq=False)
+class Folio:
+    """One 4 KiB page. Identity (not value) names the frame."""
+
+    anon: bool
+    value: int = 0
+    refcount: int = 0
+    mapcount: int = 0
+    pincount: int = 0
+    anon_exclusive: bool = False
+    mapping: Optional[object] = None   # the ShmemFile whose page cache holds it
+    index: int = 0                     # pgoff in `mapping`
+
+    def __repr__(self) -> str:
+        kind = "anon" if self.anon else "file"
+        return (f"Folio({kind} val={self.value:#x} ref={self.refcount} "
+                f"map={self.mapcount} excl={int(self.anon_exclusive)})")
+
+
+class ZeroPage:
+    """The shared zero page: always reads 0, never written, never counted."""
+
+    value = 0
+    anon = False
+
+    def __repr__(self) -> str:
+        return "ZERO_PAGE"
+
+
+ZERO_PAGE = ZeroPage()
+
+
+def folio_alloc_anon(value: int = 0) -> Folio:
+    """folio_prealloc + folio_add_new_anon_rmap(RMAP_EXCLUSIVE): a new exclusive anon page.
+
+    The caller maps it, which takes the PTE's reference and mapcount.
+    """
+    return Folio(anon=True, value=value, anon_exclusive=True)
+
+
+def folio_get(folio: Folio) -> None:
+    folio.refcount += 1
+
+
+def folio_put(folio: Folio) -> None:
+    """Drop one reference; at zero the page is free (nothing else to do in the model)."""
+    assert folio.refcount > 0, f"folio_put on a free page {folio!r}"
+    folio.refcount -= 1

@@ -1,0 +1,55 @@
+"""fork(2): dup_mmap and copy_page_range (kernel/fork.c, mm/memory.c).
+
+Per parent VMA (dup_mmap): VM_DONTCOPY -> not copied at all; VM_WIPEONFORK ->
+the child VMA exists with no anon_vma and no entries; otherwise the child's VMA
+gets its own anon_vma (anon_vma_fork) when the parent's has one, and entries are
+copied only when vma_needs_copy (the parent VMA has an anon_vma: there is no
+uffd-wp or PFNMAP yet). copy_present_pte: the zero page is copied as is; an anon
+page loses AnonExclusive and both PTEs become read-only (COW); a page-cache page
+in a private mapping is shared read-only.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .folio import Folio
+from .mm import Mm
+from .pagetable import Pte
+from .vma import Vma, anon_vma_alloc
+
+
+def vma_needs_copy(src: Vma) -> bool:
+    """Only a VMA with an anon_vma can hold anon pages the child could not refault."""
+    return src.anon_vma is not None
+
+
+def copy_present_pte(src_vma: Vma, pte: Pte) -> Pte:
+    """The child's entry for one present parent entry; write-protects the parent's in a
+    COW mapping (every private mapping of ours: VM_MAYWRITE is always set)."""
+    page = pte.page
+    if isinstance(page, Folio) and page.anon:
+        page.anon_exclusive = False        # __folio_try_dup_anon_rmap (no pins yet)
+    if not src_vma.shared:
+        pte.writable = False               # is_cow_mapping && pte_write: wrprotect both
+    child = replace(pte)
+    if src_vma.shared:
+        child.dirty = False                # pte_mkclean for VM_SHARED
+    return child
+
+
+def dup_mmap(parent: Mm, child: Mm) -> None:
+    for vma in parent.vmas:
+        if vma.dontfork:
+            continue
+        cvma = replace(vma)
+        if vma.wipeonfork:
+            cvma.anon_vma, cvma.anon_vma_forked = None, False
+            child.vmas.append(cvma)
+            continue
+        if vma.anon_vma is not None:
+            cvma.anon_vma, cvma.anon_vma_forked = anon_vma_alloc(), True
+        child.vmas.append(cvma)
+        if not vma_needs_copy(vma):
+            continue
+        for vpn in parent.vpns_in(vma.start, vma.end):
+            child.set_pte(vpn, copy_present_pte(vma, parent.ptes[vpn]))

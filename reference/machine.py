@@ -1,0 +1,224 @@
+"""ReferenceMachine: the oracle. Dispatches ops to the rule modules, owns the names
+(p0.., f0..) and reports observations (SPEC §4) and invariants (SPEC §5).
+
+Module map (one kernel concept each): folio (pages, zero page), shmem (files),
+vma (split/merge/anon_vma), pagetable (PTE bits), mm (address space, map/zap),
+fault (faults and COW), mmap (mmap/munmap), mprotect, madvise, fork.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+from . import ops as O
+from .api import InvariantError
+from .fault import handle_mm_fault
+from .folio import Folio
+from .fork import dup_mmap
+from .madvise import do_madvise
+from .mm import Mm
+from .mmap import do_mmap, do_munmap, do_munmap_range
+from .mprotect import do_mprotect
+from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
+from .shmem import ShmemFile
+from .state import NONE_PAGE, FrameView, ProcView, RawSnapshot, VmaView
+
+_Ret = Union[None, Errno]
+
+
+def _status(err: _Ret) -> Result:
+    return OK if err is None else errno(err)
+
+
+class ReferenceMachine:
+    """Plain-Python model of the issue-3 world; see the rule modules for the kernel rules."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, Mm] = {"p0": Mm("p0")}
+        self.nprocs = 1                      # processes ever created: next is p{nprocs}
+        self.files: dict[str, ShmemFile] = {}
+        self._dispatch: dict[type, Callable[[O.Op], Result]] = {
+            O.Mmap: self._mmap, O.Munmap: self._munmap, O.Mprotect: self._mprotect,
+            O.Madvise: self._madvise, O.Read: self._read, O.Write: self._write,
+            O.Fork: self._fork, O.Exit: self._exit, O.File: self._file,
+            O.FileRead: self._fread, O.FileWrite: self._fwrite, O.State: self._state,
+            O.Same: self._same,
+        }
+
+    # --- the contract ----------------------------------------------------------------
+
+    def execute(self, op: O.Op) -> Result:
+        handler = self._dispatch.get(type(op))
+        if handler is None:
+            return ENOSYS                    # ops of later issues
+        for field in ("proc", "proc2"):
+            pname = getattr(op, field, None)
+            if pname is not None and pname not in self.procs:
+                return errno(Errno.ESRCH)
+        result = handler(op)
+        self._free_dropped_objects()
+        return result
+
+    def snapshot(self) -> RawSnapshot:
+        snap = RawSnapshot()
+        for pname, mm in self.procs.items():
+            pv = ProcView()
+            for v in mm.vmas:
+                named = v.file.name if v.file is not None else None
+                pv.vmas.append(VmaView(v.start, v.end, v.prot, v.shared, named,
+                                       v.pgoff if named is not None else 0,
+                                       v.madvise_flags(), v.anon_vma is not None))
+            for vpn in sorted(mm.ptes):
+                page = mm.ptes[vpn].view()
+                pv.pages[vpn] = page
+                self._note_frame(snap, page.frame)
+            snap.procs[pname] = pv
+        for fname, f in self.files.items():
+            snap.files[fname] = {pgoff: folio for pgoff, folio in f.pages.items()}
+            for folio in f.pages.values():
+                self._note_frame(snap, folio)
+        return snap
+
+    @staticmethod
+    def _note_frame(snap: RawSnapshot, key) -> None:
+        if isinstance(key, Folio):
+            snap.frames[key] = FrameView(key.mapcount, key.pincount, key.value)
+
+    def check_invariants(self) -> None:
+        refs: dict[Folio, int] = {}
+        maps: dict[Folio, int] = {}
+        for pname, mm in self.procs.items():
+            # VMAs sorted, non-empty, non-overlapping
+            for a, b in zip(mm.vmas, mm.vmas[1:]):
+                if not (a.start < a.end <= b.start):
+                    raise InvariantError(f"{pname}: VMAs overlap or unsorted: "
+                                         f"[{a.start:#x},{a.end:#x}) [{b.start:#x},{b.end:#x})")
+            for vpn, pte in mm.ptes.items():
+                vma = mm.find_vma(vpn)
+                if vma is None:
+                    raise InvariantError(f"{pname}: entry at {vpn:#x} outside every VMA")
+                if pte.is_zero:
+                    if pte.writable:
+                        raise InvariantError(f"{pname}: zero page mapped writable at {vpn:#x}")
+                    continue
+                page = pte.page
+                assert isinstance(page, Folio)
+                # I1: a writable anon PTE maps an AnonExclusive page
+                if page.anon and pte.writable and not page.anon_exclusive:
+                    raise InvariantError(f"{pname}: writable anon PTE at {vpn:#x} maps a "
+                                         f"non-exclusive page {page!r}")
+                maps[page] = maps.get(page, 0) + 1
+                refs[page] = refs.get(page, 0) + 1
+        for f in self._all_files():
+            for folio in f.pages.values():
+                refs[folio] = refs.get(folio, 0) + 1
+        for page, n in maps.items():
+            # I2: an AnonExclusive page is mapped at most once
+            if page.anon and page.anon_exclusive and n > 1:
+                raise InvariantError(f"AnonExclusive page mapped {n} times: {page!r}")
+            if page.mapcount != n:
+                raise InvariantError(f"mapcount {page.mapcount:#x} != {n:#x} PTEs: {page!r}")
+        for page, n in refs.items():
+            # refcount = PTE mappings + page cache + pins
+            if page.refcount != n + page.pincount:
+                raise InvariantError(f"refcount {page.refcount:#x} != {n:#x} refs: {page!r}")
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _all_files(self) -> list[ShmemFile]:
+        seen = {id(f): f for f in self.files.values()}
+        for mm in self.procs.values():
+            for v in mm.vmas:
+                if v.file is not None:
+                    seen.setdefault(id(v.file), v.file)
+        return list(seen.values())
+
+    def _free_dropped_objects(self, extra: Optional[list] = None) -> None:
+        """Release hidden shmem objects that no VMA maps any more (last fput)."""
+        dropped = [f for mm in self.procs.values() for f in mm.dropped_objects] + (extra or [])
+        if not dropped:
+            return
+        for mm in self.procs.values():
+            mm.dropped_objects.clear()
+        mapped = {id(v.file) for mm in self.procs.values() for v in mm.vmas if v.file is not None}
+        for f in {id(f): f for f in dropped}.values():
+            if id(f) not in mapped:
+                f.release()
+
+    # --- op handlers -----------------------------------------------------------------------
+
+    def _mmap(self, op: O.Mmap) -> Result:
+        file = None
+        if op.file is not None:
+            file = self.files.get(op.file)
+            if file is None:
+                return errno(Errno.EBADF)
+        r = do_mmap(self.procs[op.proc], op.vpn, op.npages, op.prot, op.flags, file, op.off)
+        return errno(r) if isinstance(r, Errno) else value(r)
+
+    def _munmap(self, op: O.Munmap) -> Result:
+        return _status(do_munmap(self.procs[op.proc], op.vpn, op.npages))
+
+    def _mprotect(self, op: O.Mprotect) -> Result:
+        return _status(do_mprotect(self.procs[op.proc], op.vpn, op.npages, op.prot))
+
+    def _madvise(self, op: O.Madvise) -> Result:
+        return _status(do_madvise(self.procs[op.proc], op.vpn, op.npages, op.advice))
+
+    def _read(self, op: O.Read) -> Result:
+        mm = self.procs[op.proc]
+        sig = handle_mm_fault(mm, op.vpn, write=False)
+        return signal(sig) if sig is not None else value(mm.ptes[op.vpn].page.value)
+
+    def _write(self, op: O.Write) -> Result:
+        mm = self.procs[op.proc]
+        sig = handle_mm_fault(mm, op.vpn, write=True)
+        if sig is not None:
+            return signal(sig)
+        pte = mm.ptes[op.vpn]
+        assert pte.writable and isinstance(pte.page, Folio), f"write fault left {pte!r}"
+        pte.page.value = op.value & O.U64_MASK
+        pte.mkdirty()
+        return OK
+
+    def _fork(self, op: O.Fork) -> Result:
+        child_name = f"p{self.nprocs}"
+        self.nprocs += 1
+        child = Mm(child_name)
+        dup_mmap(self.procs[op.proc], child)
+        self.procs[child_name] = child
+        return name(child_name)
+
+    def _exit(self, op: O.Exit) -> Result:
+        mm = self.procs.pop(op.proc)
+        do_munmap_range(mm, 0, O.TASK_SIZE_PAGES)       # exit_mmap
+        self._free_dropped_objects(mm.dropped_objects)
+        return OK
+
+    def _file(self, op: O.File) -> Result:
+        if op.devmem:
+            return ENOSYS                               # device memory: issue 5
+        if op.file in self.files:
+            return errno(Errno.EEXIST)
+        self.files[op.file] = ShmemFile(op.file, op.npages)
+        return OK
+
+    def _fread(self, op: O.FileRead) -> Result:
+        f = self.files.get(op.file)
+        return errno(Errno.EBADF) if f is None else value(f.read(op.pgoff))
+
+    def _fwrite(self, op: O.FileWrite) -> Result:
+        f = self.files.get(op.file)
+        if f is None:
+            return errno(Errno.EBADF)
+        f.write(op.pgoff, op.value & O.U64_MASK)
+        return OK
+
+    def _state(self, op: O.State) -> Result:
+        pte = self.procs[op.proc].ptes.get(op.vpn)
+        return text_result((pte.view() if pte is not None else NONE_PAGE).describe())
+
+    def _same(self, op: O.Same) -> Result:
+        a = self.procs[op.proc].ptes.get(op.vpn)
+        b = self.procs[op.proc2].ptes.get(op.vpn2)
+        same = a is not None and b is not None and a.page is b.page
+        return text_result("yes" if same else "no")

@@ -1,0 +1,78 @@
+"""One process address space: VMAs plus its PTEs (struct mm_struct).
+
+Owns the operations every other module composes: VMA lookup, splitting the VMA
+list at a boundary, mapping and zapping a single PTE with the rmap/refcount
+updates (folio_add_*_rmap / zap_present_pte).
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Iterator, Optional
+
+from .folio import Folio, ZeroPage, folio_get, folio_put
+from .pagetable import Pte
+from .shmem import ShmemFile
+from .vma import Vma
+
+
+class Mm:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.vmas: list[Vma] = []        # sorted by start, non-overlapping
+        self.ptes: dict[int, Pte] = {}   # vpn -> present entry
+        # hidden shmem objects whose VMAs went away; the machine frees those no
+        # VMA maps any more (the last fput of a MAP_SHARED|MAP_ANONYMOUS object)
+        self.dropped_objects: list[ShmemFile] = []
+
+    # --- VMAs -------------------------------------------------------------------
+
+    def find_vma_index(self, vpn: int) -> Optional[int]:
+        """vma_lookup: index of the VMA containing vpn, or None."""
+        i = bisect.bisect_right([v.start for v in self.vmas], vpn) - 1
+        if i >= 0 and self.vmas[i].contains(vpn):
+            return i
+        return None
+
+    def find_vma(self, vpn: int) -> Optional[Vma]:
+        i = self.find_vma_index(vpn)
+        return None if i is None else self.vmas[i]
+
+    def split_at(self, vpn: int) -> None:
+        """Make vpn a VMA boundary if it falls inside a VMA (__split_vma)."""
+        i = self.find_vma_index(vpn)
+        if i is not None and self.vmas[i].start != vpn:
+            lo, hi = self.vmas[i].split(vpn)
+            self.vmas[i:i + 1] = [lo, hi]
+
+    def vmas_in(self, start: int, end: int) -> Iterator[Vma]:
+        """VMAs intersecting [start, end), in address order (a snapshot of the list)."""
+        return iter([v for v in self.vmas if v.start < end and v.end > start])
+
+    # --- single PTEs ------------------------------------------------------------------
+
+    def set_pte(self, vpn: int, pte: Pte) -> None:
+        """set_pte_at + the rmap/ref of a new mapping (folio_add_*_rmap_pte, folio_get)."""
+        assert vpn not in self.ptes, f"set_pte over a present entry at {vpn:#x} in {self.name}"
+        if isinstance(pte.page, Folio):
+            folio_get(pte.page)
+            pte.page.mapcount += 1
+        self.ptes[vpn] = pte
+
+    def zap_pte(self, vpn: int) -> None:
+        """zap_present_pte: drop the entry, its mapcount and its reference."""
+        pte = self.ptes.pop(vpn, None)
+        if pte is None or isinstance(pte.page, ZeroPage):
+            return
+        pte.page.mapcount -= 1
+        folio_put(pte.page)
+
+    def vpns_in(self, start: int, end: int) -> list[int]:
+        """The vpns in [start, end) that have an entry, ascending."""
+        if end - start < len(self.ptes):
+            return [v for v in range(start, end) if v in self.ptes]
+        return sorted(v for v in self.ptes if start <= v < end)
+
+    def zap_range(self, start: int, end: int) -> None:
+        """zap_page_range_single over [start, end)."""
+        for vpn in self.vpns_in(start, end):
+            self.zap_pte(vpn)

@@ -1,0 +1,105 @@
+"""mmap and munmap (mm/mmap.c do_mmap, mm/vma.c do_vmi_munmap).
+
+Errno order, checked on Linux 6.18 (FACTS): len 0 -> EINVAL; bad MAP_TYPE or
+anon/file mix -> EINVAL; past TASK_SIZE -> ENOMEM (mmap) / EINVAL (munmap);
+mmap_min_addr is one page here, so a fixed VPN >= 1 never gets EPERM.
+MAP_FIXED first unmaps whatever was in the range.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+from .fault import populate_fault
+from .mm import Mm
+from .ops import HPAGE_PMD_NR, MMAP_MIN_PAGES, TASK_SIZE_PAGES, MapFlag, Prot
+from .results import Errno
+from .shmem import ShmemFile
+from .vma import Vma, merge_pass
+
+# The lowest VPN an address hint of 0 may get (the kernel rounds hints below
+# 64 KiB up to it).
+MMAP_PICK_MIN = MMAP_MIN_PAGES
+
+
+def get_unmapped_area(mm: Mm, npages: int, align: int) -> Optional[int]:
+    """Lowest free range of npages at or above MMAP_PICK_MIN, aligned to `align` pages
+    (thp_get_unmapped_area aligns private anon mappings whose length is a PMD multiple)."""
+    cand = MMAP_PICK_MIN
+    for vma in mm.vmas:
+        cand = -(-cand // align) * align
+        if cand + npages <= vma.start:
+            return cand
+        cand = max(cand, vma.end)
+    cand = -(-cand // align) * align
+    return cand if cand + npages <= TASK_SIZE_PAGES else None
+
+
+def do_munmap_range(mm: Mm, start: int, end: int) -> None:
+    """Zap [start, end), split the VMAs at its ends and drop what lies inside."""
+    mm.zap_range(start, end)
+    mm.split_at(start)
+    mm.split_at(end)
+    kept = []
+    for v in mm.vmas:
+        if start <= v.start and v.end <= end:
+            if v.file is not None and v.file.name is None:
+                mm.dropped_objects.append(v.file)   # freed if no other VMA maps it
+        else:
+            kept.append(v)
+    mm.vmas = kept
+
+
+def do_munmap(mm: Mm, vpn: int, npages: int) -> Optional[Errno]:
+    """munmap(2)."""
+    if npages == 0 or vpn + npages > TASK_SIZE_PAGES:
+        return Errno.EINVAL
+    do_munmap_range(mm, vpn, vpn + npages)
+    return None
+
+
+def do_mmap(mm: Mm, vpn: int, npages: int, prot: Prot, flags: frozenset,
+            file: Optional[ShmemFile], off: Optional[int]) -> Union[int, Errno]:
+    """mmap(2) with MAP_FIXED semantics when vpn != 0. Return: the VPN or an errno."""
+    if npages == 0:
+        return Errno.EINVAL
+    shared = MapFlag.SHARED in flags
+    if shared == (MapFlag.PRIVATE in flags):
+        return Errno.EINVAL                       # MAP_TYPE must be exactly one of them
+    if (MapFlag.ANON in flags) == (file is not None):
+        return Errno.EINVAL
+    if MapFlag.PFNMAP in flags:
+        return Errno.ENOSYS                       # device memory: issue 5
+    if vpn == 0:
+        align = HPAGE_PMD_NR if (not shared and file is None and npages % HPAGE_PMD_NR == 0) else 1
+        picked = get_unmapped_area(mm, npages, align)
+        if picked is None:
+            return Errno.ENOMEM
+        vpn = picked
+    elif vpn + npages > TASK_SIZE_PAGES:
+        return Errno.ENOMEM
+    do_munmap_range(mm, vpn, vpn + npages)
+    if file is None and shared:
+        file = ShmemFile(None, npages)             # shmem_zero_setup
+        pgoff = 0
+    elif file is None:
+        pgoff = vpn                                # anonymous vm_pgoff = addr >> PAGE_SHIFT
+    else:
+        pgoff = off or 0
+    mm.vmas.append(Vma(vpn, vpn + npages, prot, shared, file, pgoff))
+    mm.vmas.sort(key=lambda v: v.start)
+    mm.vmas = merge_pass(mm.vmas)
+    if MapFlag.POPULATE in flags:
+        mm_populate(mm, vpn, vpn + npages)
+    return vpn
+
+
+def mm_populate(mm: Mm, start: int, end: int) -> None:
+    """__mm_populate / populate_vma_page_range: write-fault private writable VMAs (break
+    COW), read-fault the rest, skip PROT_NONE; errors are ignored (stop at the first)."""
+    for vpn in range(start, end):
+        vma = mm.find_vma(vpn)
+        if vma is None or not vma.prot.read:
+            continue
+        write = vma.prot.write and not vma.shared
+        if populate_fault(mm, vpn, write) is not None:
+            return

@@ -1,0 +1,123 @@
+"""VMAs: split, merge and anon_vma bookkeeping (mm/vma.c, mm/rmap.c).
+
+Rules:
+- A split (__split_vma) gives both halves the same backing, flags and anon_vma.
+- Two adjacent VMAs merge (vma_merge_existing_range / vma_merge_new_range via
+  is_mergeable_vma + is_mergeable_anon_vma) when prot, sharing, backing with
+  contiguous pgoff and madvise flags are equal and their anon_vmas are
+  compatible: equal, or one is NULL and the other is NULL or has a singular
+  anon_vma chain (not inherited through fork).
+- anon_vma_prepare reuses a neighbour's anon_vma when find_mergeable_anon_vma
+  allows it (next first, then prev; anon_vma_compatible ignores only the
+  access flags), else allocates a new one.
+Model simplification: the merge pass runs over the whole VMA list after every
+op that may merge (mmap, mprotect, madvise); the kernel tries the touched VMA's
+neighbours only, which gives the same list because untouched neighbours were
+already merged or incompatible.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from .ops import Prot
+from .shmem import ShmemFile
+
+_anon_vma_ids = itertools.count(1)
+
+
+def anon_vma_alloc() -> int:
+    """A fresh anon_vma identity."""
+    return next(_anon_vma_ids)
+
+
+@dataclass
+class Vma:
+    """[start, end) in pages with its protection, backing and flags."""
+
+    start: int
+    end: int
+    prot: Prot
+    shared: bool
+    file: Optional[ShmemFile]      # None: private anonymous memory
+    pgoff: int                     # file page of `start`; for private anon, start's vpn
+    dontfork: bool = False         # VM_DONTCOPY (MADV_DONTFORK)
+    wipeonfork: bool = False       # VM_WIPEONFORK
+    anon_vma: Optional[int] = None
+    anon_vma_forked: bool = False  # anon_vma_chain not singular (anon_vma_fork)
+
+    @property
+    def is_anon(self) -> bool:
+        """vma_is_anonymous: private anonymous memory (shared anon is shmem-backed)."""
+        return self.file is None
+
+    def contains(self, vpn: int) -> bool:
+        return self.start <= vpn < self.end
+
+    def pgoff_of(self, vpn: int) -> int:
+        """linear_page_index: the file page mapped at vpn."""
+        return self.pgoff + (vpn - self.start)
+
+    def madvise_flags(self) -> tuple[str, ...]:
+        return tuple(w for w, on in (("dontfork", self.dontfork), ("wipeonfork", self.wipeonfork)) if on)
+
+    def split(self, at: int) -> tuple["Vma", "Vma"]:
+        """__split_vma: two VMAs with the same attributes (and anon_vma)."""
+        assert self.start < at < self.end, f"split at {at:#x} outside ({self.start:#x}, {self.end:#x})"
+        lo = replace(self, end=at)
+        hi = replace(self, start=at, pgoff=self.pgoff + (at - self.start))
+        return lo, hi
+
+
+def _anon_vma_compatible_for_merge(a: Vma, b: Vma) -> bool:
+    """is_mergeable_anon_vma: NULL merges with a singular chain; else must be equal."""
+    if a.anon_vma is None:
+        return b.anon_vma is None or not b.anon_vma_forked
+    if b.anon_vma is None:
+        return not a.anon_vma_forked
+    return a.anon_vma == b.anon_vma
+
+
+def can_merge(a: Vma, b: Vma) -> bool:
+    """is_mergeable_vma + pgoff contiguity + is_mergeable_anon_vma for a directly below b."""
+    return (a.end == b.start and a.prot == b.prot and a.shared == b.shared
+            and a.file is b.file and b.pgoff == a.pgoff + (a.end - a.start)
+            and a.dontfork == b.dontfork and a.wipeonfork == b.wipeonfork
+            and _anon_vma_compatible_for_merge(a, b))
+
+
+def merge_pass(vmas: list[Vma]) -> list[Vma]:
+    """Merge every mergeable adjacent pair (list sorted by start)."""
+    out: list[Vma] = []
+    for v in vmas:
+        if out and can_merge(out[-1], v):
+            a = out[-1]
+            out[-1] = replace(a, end=v.end, anon_vma=a.anon_vma if a.anon_vma is not None else v.anon_vma,
+                              anon_vma_forked=a.anon_vma_forked or v.anon_vma_forked)
+        else:
+            out.append(v)
+    return out
+
+
+def _reusable_anon_vma(old: Vma, a: Vma, b: Vma) -> Optional[int]:
+    """reusable_anon_vma: old's anon_vma if a/b are anon_vma_compatible and old's chain is singular."""
+    compatible = (a.end == b.start and a.file is b.file and a.shared == b.shared
+                  and a.dontfork == b.dontfork and a.wipeonfork == b.wipeonfork
+                  and b.pgoff == a.pgoff + (b.start - a.start))
+    if compatible and old.anon_vma is not None and not old.anon_vma_forked:
+        return old.anon_vma
+    return None
+
+
+def anon_vma_prepare(vmas: list[Vma], i: int) -> None:
+    """Give vmas[i] an anon_vma: a neighbour's (find_mergeable_anon_vma) or a new one."""
+    vma = vmas[i]
+    if vma.anon_vma is not None:
+        return
+    found = None
+    if i + 1 < len(vmas):
+        found = _reusable_anon_vma(vmas[i + 1], vma, vmas[i + 1])
+    if found is None and i > 0:
+        found = _reusable_anon_vma(vmas[i - 1], vmas[i - 1], vma)
+    vma.anon_vma = found if found is not None else anon_vma_alloc()
