@@ -4,6 +4,9 @@ Order of checks, as in the kernel:
 1. arch access check (do_user_addr_fault / access_error): no VMA -> SIGSEGV;
    read without VM_READ or write without VM_WRITE -> SIGSEGV, nothing changes;
 2. a file-backed VMA beyond EOF -> SIGBUS (shmem_fault returns VM_FAULT_SIGBUS);
+   a read fault maps its fault-around window first (do_read_fault runs
+   do_fault_around before __do_fault; checked on 6.18: the resident page below
+   EOF is mapped even though the faulting read gets SIGBUS);
 3. handle_pte_fault: none -> do_anonymous_page / do_read_fault / do_cow_fault /
    do_shared_fault; present read-only and write -> do_wp_page.
 Rules of do_wp_page: a shared mapping never copies (wp_page_shared); a private
@@ -51,12 +54,12 @@ def handle_mm_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
     assert i is not None and vma is not None
     pte = mm.ptes.get(vpn)
     if pte is None:
-        if beyond_eof(vma, vpn):
-            return Signal.BUS
         if vma.is_anon:
             do_anonymous_page(mm, i, vpn, write)
         elif not write:
-            do_read_fault(mm, vma, vpn)
+            return do_read_fault(mm, vma, vpn)
+        elif beyond_eof(vma, vpn):
+            return Signal.BUS
         elif vma.shared:
             do_shared_fault(mm, vma, vpn)
         else:
@@ -86,8 +89,9 @@ def _file_pte(vma: Vma, folio: Folio) -> Pte:
     return Pte(folio, writable=vma.shared and vma.prot.write)
 
 
-def do_read_fault(mm: Mm, vma: Vma, vpn: int) -> None:
-    """do_fault_around (resident pages of the window) then __do_fault for vpn itself."""
+def do_read_fault(mm: Mm, vma: Vma, vpn: int) -> Optional[Signal]:
+    """do_fault_around (resident pages of the window) then __do_fault for vpn itself,
+    which raises SIGBUS past EOF."""
     assert vma.file is not None
     blk = vpn & ~(PTRS_PER_PTE - 1)
     start = max(vpn & ~(FAULT_AROUND_PAGES - 1), vma.start, blk)
@@ -99,8 +103,12 @@ def do_read_fault(mm: Mm, vma: Vma, vpn: int) -> None:
         folio = vma.file.find_folio(pgoff)       # filemap_map_pages: resident pages only
         if folio is not None:
             mm.set_pte(v, _file_pte(vma, folio))
-    if vpn not in mm.ptes:
-        mm.set_pte(vpn, _file_pte(vma, vma.file.get_folio(vma.pgoff_of(vpn))))
+    if vpn in mm.ptes:
+        return None
+    if beyond_eof(vma, vpn):
+        return Signal.BUS
+    mm.set_pte(vpn, _file_pte(vma, vma.file.get_folio(vma.pgoff_of(vpn))))
+    return None
 
 
 def do_shared_fault(mm: Mm, vma: Vma, vpn: int) -> None:
