@@ -1,0 +1,155 @@
+# Shared constants of the impl: entry bits, limits, op and result codes.
+#
+# Units: every address and length is in 4 KiB pages (vpn), file offsets in pages
+# (pgoff). A pfn indexes the frame table (folio.pxd); pfn 0 is the zero page.
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
+
+cdef enum:
+    # --- paging geometry (x86-64, 4 levels, arch/x86/include/asm/pgtable_64_types.h)
+    PTRS_PER_TABLE = 512
+    TABLE_BYTES = 4096           # one page-table page: 512 x 8-byte entries
+    TABLE_HDR_WORDS = 8          # before the entries: a 512-bit map of non-none entries
+    TABLE_ALLOC_BYTES = 4096 + 64
+    TABLE_ALIGN = 64             # upper entries keep _PAGE_TABLE in the low 6 bits
+    TABLE_POOL_KEEP = 256        # zeroed tables kept for reuse after an op (see kmem.pyx)
+    PTE_SHIFT = 0                # vpn bits 0..8 index the PTE table
+    PMD_SHIFT = 9                # vpn bits 9..17 index the PMD table
+    PUD_SHIFT = 18               # vpn bits 18..26 index the PUD table
+    PGDIR_SHIFT = 27             # vpn bits 27..35 index the PGD
+    TABLE_MASK = 511
+    MMAP_MIN_PAGES = 16          # lowest vpn an address pick returns (hints round up to 64 KiB)
+    HPAGE_PMD_NR = 512           # address alignment of huge-capable anon mmaps
+
+    # --- present entry bits (arch/x86/include/asm/pgtable_types.h layout)
+    _PAGE_PRESENT = 1 << 0
+    _PAGE_RW = 1 << 1
+    _PAGE_USER = 1 << 2
+    _PAGE_ACCESSED = 1 << 5      # young
+    _PAGE_DIRTY = 1 << 6
+    _PAGE_PSE = 1 << 7           # huge leaf at PMD/PUD level (reserved: no THP yet)
+    _PAGE_SPECIAL = 1 << 9       # _PAGE_BIT_SOFTW1: no struct page (zero page)
+    _PAGE_SOFT_DIRTY = 1 << 11   # _PAGE_BIT_SOFTW3
+    _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
+    PTE_PFN_SHIFT = 12           # frame number in bits 12..51
+    PTE_FLAGS_MASK = 0xfff
+
+    # --- non-present encodings (reserved; unused in issue 3): a swap entry keeps
+    # present = 0 and stores its type in bits 1..5, its offset from bit 12 on;
+    # SWP_DEVICE_EXCLUSIVE is one of the types (include/linux/swapops.h).
+    SWP_TYPE_SHIFT = 1
+    SWP_TYPE_MASK = 0x1f
+    SWP_DEVICE_EXCLUSIVE = 0x1e
+
+    # --- folio flags (include/linux/page-flags.h)
+    PG_anon = 1 << 0             # folio_test_anon
+    PG_anon_exclusive = 1 << 1   # PageAnonExclusive
+    PG_reserved = 1 << 2         # the zero page
+    PG_free = 1 << 3             # on the free list
+    PG_pagecache = 1 << 4        # in a shmem file's page cache (holds one ref)
+
+    # --- frame table sections (SPARSEMEM-style mem_map chunks that never move)
+    SECTION_SHIFT = 16
+    SECTION_FRAMES = 1 << 16
+    SECTION_MASK = (1 << 16) - 1
+
+    # --- VMA fields
+    PROT_NONE = 0
+    PROT_R = 1
+    PROT_RW = 3
+    VM_DONTCOPY = 1 << 0         # MADV_DONTFORK
+    VM_WIPEONFORK = 1 << 1       # MADV_WIPEONFORK
+    NO_FILE = -1                 # vma.file of a private anon VMA
+
+    # --- mmap flag bits of an encoded op (ops.MapFlag)
+    MAPF_PRIVATE = 1 << 0
+    MAPF_SHARED = 1 << 1
+    MAPF_ANON = 1 << 2
+    MAPF_POPULATE = 1 << 3
+    MAPF_PFNMAP = 1 << 4
+
+    # --- madvise advices (ops.Advice); unsupported ones are ADV_UNSUPPORTED
+    ADV_UNSUPPORTED = 0
+    ADV_DONTNEED = 1
+    ADV_DONTFORK = 2
+    ADV_DOFORK = 3
+    ADV_WIPEONFORK = 4
+    ADV_KEEPONFORK = 5
+    ADV_POPULATE_READ = 6
+    ADV_POPULATE_WRITE = 7
+
+    FAULT_AROUND_PAGES = 16      # fault_around_bytes = 64 KiB
+
+    # --- fault flags and results (include/linux/mm_types.h vm_fault_t)
+    FAULT_FLAG_WRITE = 1 << 0
+    VM_FAULT_OK = 0
+    VM_FAULT_SIGBUS = 1
+    VM_FAULT_OOM = 2
+
+    # --- op codes of the batch encoding (syscall.pyx dispatches on them)
+    OP_ENOSYS = 0
+    OP_MMAP = 1
+    OP_MUNMAP = 2
+    OP_MPROTECT = 3
+    OP_MADVISE = 4
+    OP_READ = 5
+    OP_WRITE = 6
+    OP_FORK = 7
+    OP_EXIT = 8
+    OP_FILE = 9
+    OP_FREAD = 10
+    OP_FWRITE = 11
+    OP_STATE = 12
+    OP_SAME = 13
+
+    # --- result kinds of the batch encoding (decoded in machine.pyx)
+    RES_OK = 0
+    RES_VALUE = 1
+    RES_ERRNO = 2
+    RES_SIGNAL = 3
+    RES_PROC = 4                 # payload: index k of the created process "p{k}"
+    RES_STATE = 5                # payload: STATE_* code of one entry
+    RES_SAME = 6                 # payload: 1 yes / 0 no
+
+    # --- state probe codes: kind in bits 0..3, bits from bit 4 on
+    ENTRY_NONE = 0
+    ENTRY_ZERO = 1
+    ENTRY_ANON = 2
+    ENTRY_FILE = 3
+    STATE_WRITABLE = 1 << 4
+    STATE_DIRTY = 1 << 5
+    STATE_SOFT_DIRTY = 1 << 6
+    STATE_EXCL = 1 << 7
+
+    # --- errnos and signals (results.Errno / results.Signal numbers)
+    EPERM = 1
+    ENOENT = 2
+    EBADF = 9
+    ESRCH = 3
+    ENOMEM = 12
+    EFAULT = 14
+    EEXIST = 17
+    EINVAL = 22
+    ENOSYS = 38
+    SIGBUS = 7
+    SIGSEGV = 11
+
+    # --- runtime mutants (ImplMachine(mutant=...)); 0 = faithful model
+    MUTANT_NONE = 0
+    MUTANT_NO_ANON_EXCLUSIVE_REUSE = 1
+
+# Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
+cdef extern from *:
+    """
+    #define MMDIFF_TASK_SIZE_PAGES ((((int64_t)1) << 35) - 1)
+    #define MMDIFF_ADDR_LIMIT_PAGES (((int64_t)1) << 52)
+    #define MMDIFF_PGTABLE_SPAN (((int64_t)1) << 36)
+    #define MMDIFF_NUM_CLAMP (((int64_t)1) << 60)
+    """
+    # TASK_SIZE_MAX in pages: 2^47 - 4096 bytes (the last page is a guard).
+    const int64_t TASK_SIZE_PAGES "MMDIFF_TASK_SIZE_PAGES"
+    # A range whose byte end passes 2^64 wraps: mprotect ENOMEM, madvise EINVAL.
+    const int64_t ADDR_LIMIT_PAGES "MMDIFF_ADDR_LIMIT_PAGES"
+    # vpns the 4-level table can index (512^4); walks never go past it.
+    const int64_t PGTABLE_SPAN "MMDIFF_PGTABLE_SPAN"
+    # Clamp for op numbers: above every limit, and a + b never overflows int64.
+    const int64_t NUM_CLAMP "MMDIFF_NUM_CLAMP"

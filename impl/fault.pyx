@@ -1,0 +1,198 @@
+# fault: handle_mm_fault for one page of a VMA whose permissions were already checked
+# (the arch access check lives in syscall.pyx: no VMA or wrong prot -> SIGSEGV).
+#
+# Rules (rules.md "Faults"):
+# - private anon read of a none entry maps the zero page; no anon_vma needed.
+# - every path that creates an anon page runs anon_vma_prepare first.
+# - file/shmem paths: pgoff >= i_size -> SIGBUS; a hole gets a zeroed cache page;
+#   a read fault first maps the resident pages of the fault-around window.
+# - do_wp_page: shared -> make writable; zero page -> copy (zeroed); anon and
+#   (AnonExclusive or refcount == 1) -> reuse; otherwise copy.
+# - A dirty entry is always soft-dirty too (pte_mkdirty).
+
+
+cdef inline uint64_t _new_anon_pte(uint32_t pfn) noexcept nogil:
+    # mk_pte + maybe_mkwrite(pte_mkdirty()): the VMA is rw on every path that gets here.
+    return pte_mkdirty(pfn_pte(pfn, _PAGE_RW))
+
+
+cdef uint32_t _alloc_anon_folio(machine_t *m, uint64_t value) noexcept nogil:
+    """A new exclusive anon page mapped once (folio_add_new_anon_rmap, RMAP_EXCLUSIVE)."""
+    cdef uint32_t pfn = folio_alloc(&m.mem, &m.kmem, PG_anon | PG_anon_exclusive, value)
+    if pfn != 0:
+        pfn_folio(&m.mem, pfn).mapcount = 1
+    return pfn
+
+
+cdef int do_anonymous_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
+                           uint64_t *ptep, int flags) noexcept nogil:
+    """None entry in a private anon VMA: zero page on read, new page on write."""
+    cdef uint32_t pfn
+    if not (flags & FAULT_FLAG_WRITE):
+        # pte_mkspecial(pfn_pte(my_zero_pfn)): read-only, clean, no counts
+        set_pte_at(ptep, vpn, pfn_pte(0, _PAGE_SPECIAL | _PAGE_ACCESSED))
+        return VM_FAULT_OK
+    anon_vma_prepare(m, mm, idx)
+    pfn = _alloc_anon_folio(m, 0)
+    if pfn == 0:
+        return VM_FAULT_OOM
+    set_pte_at(ptep, vpn, _new_anon_pte(pfn))
+    return VM_FAULT_OK
+
+
+cdef inline uint64_t _file_pte(vma_t *v, uint32_t pfn) noexcept nogil:
+    # set_pte_range: vm_page_prot, writable only in a shared rw (shmem) mapping, clean
+    return pfn_pte(pfn, _PAGE_ACCESSED | (_PAGE_RW if v.shared and v.prot == PROT_RW else 0))
+
+
+cdef void do_fault_around(machine_t *m, vma_t *v, shmem_t *f, int64_t vpn,
+                          uint64_t *ptep) noexcept nogil:
+    """Map the resident cache pages of the fault-around window (do_fault_around +
+    filemap_map_pages): [from, to) with blk = vpn & ~511,
+    from = max(vpn & ~15, vma start, blk), to = min(from + 16, blk + 512, vma end);
+    only none entries of pages below EOF that are in the page cache."""
+    cdef int64_t blk = vpn & ~(<int64_t>TABLE_MASK)
+    cdef int64_t start = max(vpn & ~(<int64_t>FAULT_AROUND_PAGES - 1), max(v.start, blk))
+    cdef int64_t end = min(start + FAULT_AROUND_PAGES, min(blk + PTRS_PER_TABLE, v.end))
+    cdef uint64_t *table = pte_table_of(ptep, vpn)
+    cdef int64_t p, pgoff
+    cdef uint32_t pfn
+    cdef folio_t *folio
+    for p in range(start, end):
+        if table[p - blk] != 0:
+            continue
+        pgoff = linear_page_index(v, p)
+        if pgoff >= f.size:
+            continue                             # end_pgoff = min(end_pgoff, file_end)
+        pfn = xa_load(f, pgoff)
+        if pfn == 0:
+            continue                             # next_uptodate_folio: resident only
+        folio = pfn_folio(&m.mem, pfn)
+        folio_get(folio)
+        folio.mapcount += 1
+        table_set(table, p - blk, _file_pte(v, pfn))
+
+
+cdef int do_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *ptep,
+                  int flags) noexcept nogil:
+    """None entry in a file or shared anon VMA: do_read_fault / do_cow_fault /
+    do_shared_fault over the shmem page cache."""
+    cdef vma_t *v = &mm.vmas[idx]
+    cdef shmem_t *f = m.files[v.file]
+    cdef int64_t pgoff = linear_page_index(v, vpn)
+    cdef uint32_t pfn, anon
+    cdef folio_t *folio
+    if not (flags & FAULT_FLAG_WRITE):
+        # do_read_fault calls ->map_pages before ->fault: the window is mapped even
+        # when vpn itself turns out to be beyond EOF below.
+        do_fault_around(m, v, f, vpn, ptep)
+        if ptep[0] != 0:
+            return VM_FAULT_OK                   # VM_FAULT_NOPAGE: mapped by fault-around
+    if pgoff >= f.size:
+        return VM_FAULT_SIGBUS                   # shmem_fault beyond i_size
+    pfn = shmem_get_folio(m, f, pgoff)
+    if pfn == 0:
+        return VM_FAULT_OOM
+    folio = pfn_folio(&m.mem, pfn)
+    if (flags & FAULT_FLAG_WRITE) and not v.shared:
+        # do_cow_fault: private copy of the cache page, exclusive and writable
+        anon_vma_prepare(m, mm, idx)
+        anon = _alloc_anon_folio(m, folio.value)
+        if anon == 0:
+            return VM_FAULT_OOM
+        set_pte_at(ptep, vpn, _new_anon_pte(anon))
+        return VM_FAULT_OK
+    folio_get(folio)                             # finish_fault -> set_pte_range
+    folio.mapcount += 1                          # folio_add_file_rmap_pte
+    set_pte_at(ptep, vpn, _file_pte(v, pfn))
+    if flags & FAULT_FLAG_WRITE:                 # do_shared_fault
+        ptep[0] = pte_mkdirty(pte_mkwrite(ptep[0]))
+    return VM_FAULT_OK
+
+
+cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexcept nogil:
+    """Replace a read-only entry by a private exclusive copy (zeroed for the zero page);
+    the old frame loses this mapping (folio_remove_rmap_pte + folio_put)."""
+    cdef uint64_t pte = ptep[0]
+    cdef uint32_t old = pte_pfn(pte), pfn
+    cdef folio_t *old_folio = NULL
+    cdef uint64_t value = 0
+    if not pte_special(pte):
+        old_folio = pfn_folio(&m.mem, old)
+        value = old_folio.value                  # __wp_page_copy_user
+    anon_vma_prepare(m, mm, idx)
+    pfn = _alloc_anon_folio(m, value)
+    if pfn == 0:
+        return VM_FAULT_OOM
+    ptep[0] = _new_anon_pte(pfn)
+    if old_folio != NULL:
+        old_folio.mapcount -= 1
+        folio_put(&m.mem, old, old_folio)
+    return VM_FAULT_OK
+
+
+cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexcept nogil:
+    """Write to a present read-only entry (do_wp_page)."""
+    cdef vma_t *v = &mm.vmas[idx]
+    cdef uint64_t pte = ptep[0]
+    cdef folio_t *folio
+    cdef bint excl
+    if v.shared:
+        ptep[0] = pte_mkwrite(pte_mkdirty(pte))  # wp_page_shared: never copy
+        return VM_FAULT_OK
+    if pte_special(pte):
+        return wp_page_copy(m, mm, idx, ptep)    # zero page: vm_normal_page() is NULL
+    folio = pfn_folio(&m.mem, pte_pfn(pte))
+    if folio.flags & PG_anon:
+        excl = (folio.flags & PG_anon_exclusive) != 0
+        if m.mutant == MUTANT_NO_ANON_EXCLUSIVE_REUSE:
+            excl = False                         # mutant: reuse decided by refcount alone
+        # PageAnonExclusive || wp_can_reuse_anon_folio (order 0: refcount == 1)
+        if excl or folio.refcount == 1:
+            folio.flags |= PG_anon_exclusive
+            ptep[0] = pte_mkwrite(pte_mkdirty(pte))   # wp_page_reuse
+            return VM_FAULT_OK
+    return wp_page_copy(m, mm, idx, ptep)        # shared anon or a page-cache page
+
+
+cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
+                         int flags) noexcept nogil:
+    """Resolve a fault at vpn inside VMA idx (handle_pte_fault).
+
+    Note: FAULT_FLAG_WRITE on a present writable entry only marks it dirty.
+    Return: VM_FAULT_OK (the entry is present, and writable for a write),
+    VM_FAULT_SIGBUS or VM_FAULT_OOM.
+    """
+    cdef uint64_t *ptep = pte_alloc_map(mm.pgd, &m.kmem, vpn)
+    cdef uint64_t pte
+    if ptep == NULL:
+        return VM_FAULT_OOM
+    pte = ptep[0]
+    if pte == 0:                                 # do_pte_missing
+        if vma_is_anon_private(&mm.vmas[idx]):
+            return do_anonymous_page(m, mm, idx, vpn, ptep, flags)
+        return do_fault(m, mm, idx, vpn, ptep, flags)
+    if flags & FAULT_FLAG_WRITE:
+        if not pte_write(pte):
+            return do_wp_page(m, mm, idx, ptep)
+        ptep[0] = pte_mkdirty(pte)
+    return VM_FAULT_OK
+
+
+cdef int populate_vma_page_range(machine_t *m, mm_t *mm, int32_t idx, int64_t start,
+                                 int64_t end, bint write) noexcept nogil:
+    """Fault in [start, end) of VMA idx as GUP does (FOLL_WRITE when write): a page
+    that already allows the access is left alone; a write fault breaks COW without
+    storing. Return: the first failing fault's VM_FAULT_* code, else VM_FAULT_OK."""
+    cdef int64_t vpn
+    cdef uint64_t *ptep
+    cdef int rc
+    cdef int flags = FAULT_FLAG_WRITE if write else 0   # faults never store: sys_write does
+    for vpn in range(start, end):
+        ptep = pte_offset_map(mm.pgd, vpn)
+        if ptep != NULL and ptep[0] != 0 and (not write or pte_write(ptep[0])):
+            continue                             # follow_page_pte succeeds: no fault
+        rc = handle_mm_fault(m, mm, idx, vpn, flags)
+        if rc != VM_FAULT_OK:
+            return rc
+    return VM_FAULT_OK

@@ -1,0 +1,72 @@
+# fork: the child's address space (dup_mmap) and the entry copy (copy_present_ptes).
+#
+# Rules (rules.md "fork"): VM_DONTCOPY VMAs are skipped; VM_WIPEONFORK VMAs are
+# copied without anon_vma or entries; otherwise the child VMA gets a new forked
+# anon_vma iff the parent's has one, and entries are copied only then
+# (vma_needs_copy). Copied anon pages lose AnonExclusive and both sides become
+# read-only; page-cache pages are shared read-only; the zero page is copied as is.
+
+
+ctypedef struct copy_ctx_t:
+    machine_t *m
+    mm_t *dst
+
+
+cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcept nogil:
+    """Copy one run of parent PTEs into the child (copy_pte_range + copy_present_pte)."""
+    cdef copy_ctx_t *c = <copy_ctx_t *>ctx
+    cdef machine_t *m = c.m
+    cdef uint64_t *table = pte_table_of(src, vpn)
+    cdef int64_t first = vpn & TABLE_MASK, end = first + n
+    cdef int64_t i = next_used(table, first, end)
+    cdef uint64_t *dst = NULL
+    cdef uint64_t pte
+    cdef folio_t *folio
+    if i < end:                                  # the child's table only if needed
+        dst = pte_alloc_map(c.dst.pgd, &m.kmem, vpn)
+        if dst == NULL:
+            return                               # kmem.oom is set; the op is abandoned
+        dst = pte_table_of(dst, vpn)
+    while i < end:
+        pte = table[i]
+        if not pte_special(pte):                 # the zero page has no counts
+            folio = pfn_folio(&m.mem, pte_pfn(pte))
+            folio.refcount += 1                  # folio_get
+            folio.mapcount += 1                  # folio_try_dup_anon_rmap_pte / dup_file_rmap
+            folio.flags &= ~(<uint32_t>PG_anon_exclusive)
+            pte = pte_wrprotect(pte)             # is_cow_mapping: parent and child read-only
+            table[i] = pte
+        table_set(dst, i, pte_mkold(pte))
+        i = next_used(table, i + 1, end)
+
+
+cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
+    """The child address space of a fork of parent; NULL on OOM."""
+    cdef mm_t *child = mm_alloc(m)
+    cdef vma_t cv
+    cdef vma_t *pv
+    cdef int32_t i
+    cdef copy_ctx_t ctx
+    if child == NULL:
+        return NULL
+    ctx.m = m
+    ctx.dst = child
+    for i in range(parent.nr_vmas):
+        pv = &parent.vmas[i]
+        if pv.madv & VM_DONTCOPY:
+            continue
+        cv = pv[0]
+        cv.forked = 0
+        if pv.madv & VM_WIPEONFORK:
+            cv.anon_vma = 0
+        elif pv.anon_vma != 0:
+            m.last_anon_vma += 1                 # anon_vma_fork: a new anon_vma, chain of 2
+            cv.anon_vma = m.last_anon_vma
+            cv.forked = 1
+        if vma_insert(m, child, child.nr_vmas, &cv) < 0:
+            break
+        if not (pv.madv & VM_WIPEONFORK) and pv.anon_vma != 0:
+            walk_pte_runs(parent.pgd, pv.start, pv.end, copy_pte_run, &ctx)
+        if m.kmem.oom:
+            break
+    return child

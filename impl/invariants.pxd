@@ -1,0 +1,26 @@
+# invariants: SPEC §5 / rules.md self-checks over the whole machine, in C.
+
+cdef enum:
+    INV_OK = 0
+    INV_OUTSIDE_VMA = 1      # a present entry at a vpn no VMA covers
+    INV_ZERO_WRITABLE = 2    # a zero-page entry is writable (or special entry not pfn 0)
+    INV_FREE_MAPPED = 3      # an entry maps a frame on the free list
+    INV_I1 = 4               # writable anon entry whose page is not AnonExclusive
+    INV_I2 = 5               # AnonExclusive page mapped more than once
+    INV_REFCOUNT = 6         # refcount != mappings + page-cache reference
+    INV_MAPCOUNT = 7         # mapcount != PTEs mapping the frame
+    INV_PAGECACHE = 8        # PG_pagecache disagrees with the files' caches
+    INV_VMA_ORDER = 9        # VMAs unsorted, overlapping or empty
+    INV_FREE_LIST = 10       # free-list length != nr_free
+    INV_ZERO_COUNTS = 11     # the zero page carries counts
+    INV_TABLE_BITMAP = 12    # a table's used bitmap disagrees with its entries
+
+ctypedef struct inv_report_t:
+    int32_t code             # INV_*
+    int32_t proc             # process index, -1 when not about one
+    int64_t vpn
+    int64_t pfn
+    int64_t expected
+    int64_t got
+
+cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil

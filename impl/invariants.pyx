@@ -1,0 +1,134 @@
+# invariants: one pass over every page table and page cache, then over the frames.
+from libc.stdlib cimport calloc, free
+
+
+ctypedef struct inv_ctx_t:
+    machine_t *m
+    mm_t *mm
+    int32_t proc
+    int32_t *maps            # per pfn: PTEs found mapping it
+    inv_report_t *rep
+
+
+cdef inline void _fail(inv_report_t *rep, int32_t code, int32_t proc, int64_t vpn,
+                       int64_t pfn, int64_t expected, int64_t got) noexcept nogil:
+    if rep.code == INV_OK:                       # keep the first violation
+        rep.code = code
+        rep.proc = proc
+        rep.vpn = vpn
+        rep.pfn = pfn
+        rep.expected = expected
+        rep.got = got
+
+
+cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    cdef inv_ctx_t *c = <inv_ctx_t *>ctx
+    cdef uint64_t *used = table_used(pte_table_of(ptep, vpn))
+    cdef int64_t i, slot
+    cdef uint64_t pte
+    cdef uint32_t pfn
+    cdef folio_t *folio
+    for i in range(n):
+        pte = ptep[i]
+        slot = (vpn + i) & TABLE_MASK
+        # the used bitmap says exactly which entries are not none
+        if (pte != 0) != ((used[slot >> 6] >> (slot & 63)) & 1):
+            _fail(c.rep, INV_TABLE_BITMAP, c.proc, vpn + i, -1, pte != 0, <int64_t>used[slot >> 6])
+        if pte == 0:
+            continue
+        # no entry outside a VMA
+        if find_vma(c.mm, vpn + i) < 0:
+            _fail(c.rep, INV_OUTSIDE_VMA, c.proc, vpn + i, pte_pfn(pte), 0, 0)
+            continue
+        pfn = pte_pfn(pte)
+        # the zero page is never writable and is the only special entry
+        if pte_special(pte):
+            if pfn != 0 or pte_write(pte):
+                _fail(c.rep, INV_ZERO_WRITABLE, c.proc, vpn + i, pfn, 0, <int64_t>pte)
+            continue
+        if pfn == 0 or pfn >= c.m.mem.nr_frames:
+            _fail(c.rep, INV_FREE_MAPPED, c.proc, vpn + i, pfn, 0, <int64_t>pte)
+            continue
+        folio = pfn_folio(&c.m.mem, pfn)
+        if folio.flags & PG_free:
+            _fail(c.rep, INV_FREE_MAPPED, c.proc, vpn + i, pfn, 0, folio.flags)
+            continue
+        # I1: writable anon => AnonExclusive
+        if pte_write(pte) and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
+            _fail(c.rep, INV_I1, c.proc, vpn + i, pfn, PG_anon_exclusive, folio.flags)
+        c.maps[pfn] += 1
+
+
+cdef void _count_cache(machine_t *m, int32_t *cached) noexcept nogil:
+    cdef int32_t i
+    cdef int64_t n, j
+    cdef cache_page_t *buf
+    for i in range(m.nr_files):
+        if m.files[i].nr_pages == 0:
+            continue
+        buf = <cache_page_t *>calloc(m.files[i].nr_pages, sizeof(cache_page_t))
+        if buf == NULL:
+            m.kmem.oom = 1
+            return
+        n = shmem_collect(m.files[i], buf, m.files[i].nr_pages)
+        for j in range(n):
+            cached[buf[j].pfn] += 1
+        free(buf)
+
+
+cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
+    """Check every invariant; fill *rep with the first violation. Return its code."""
+    cdef inv_ctx_t ctx
+    cdef int32_t p, i
+    cdef uint32_t pfn
+    cdef int64_t nfree = 0
+    cdef folio_t *folio
+    cdef int32_t *cached
+    cdef mm_t *mm
+    rep.code = INV_OK
+    ctx.maps = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
+    cached = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
+    if ctx.maps == NULL or cached == NULL:
+        free(ctx.maps)
+        free(cached)
+        m.kmem.oom = 1
+        return INV_OK
+    ctx.m = m
+    ctx.rep = rep
+    for p in range(m.nr_procs):
+        mm = m.procs[p]
+        if not mm.alive:
+            continue
+        # VMAs sorted, non-empty, non-overlapping
+        for i in range(mm.nr_vmas):
+            if mm.vmas[i].start >= mm.vmas[i].end or (
+                    i > 0 and mm.vmas[i - 1].end > mm.vmas[i].start):
+                _fail(rep, INV_VMA_ORDER, p, mm.vmas[i].start, -1, i, mm.vmas[i].end)
+        ctx.mm = mm
+        ctx.proc = p
+        walk_pte_runs(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, &ctx)
+    _count_cache(m, cached)
+    folio = pfn_folio(&m.mem, 0)
+    if folio.refcount != 0 or folio.mapcount != 0:
+        _fail(rep, INV_ZERO_COUNTS, -1, -1, 0, 0, folio.refcount)
+    for pfn in range(1, m.mem.nr_frames):
+        folio = pfn_folio(&m.mem, pfn)
+        if folio.flags & PG_free:
+            nfree += 1
+            continue
+        # page-cache membership matches the flag (each page in at most one cache)
+        if cached[pfn] != (1 if folio.flags & PG_pagecache else 0):
+            _fail(rep, INV_PAGECACHE, -1, -1, pfn, cached[pfn], folio.flags)
+        if folio.mapcount != ctx.maps[pfn]:
+            _fail(rep, INV_MAPCOUNT, -1, -1, pfn, ctx.maps[pfn], folio.mapcount)
+        # refcount == mappings + page-cache reference
+        if folio.refcount != ctx.maps[pfn] + cached[pfn]:
+            _fail(rep, INV_REFCOUNT, -1, -1, pfn, ctx.maps[pfn] + cached[pfn], folio.refcount)
+        # I2: AnonExclusive => mapped at most once
+        if (folio.flags & PG_anon_exclusive) and ctx.maps[pfn] > 1:
+            _fail(rep, INV_I2, -1, -1, pfn, 1, ctx.maps[pfn])
+    if nfree != m.mem.nr_free:
+        _fail(rep, INV_FREE_LIST, -1, -1, -1, m.mem.nr_free, nfree)
+    free(ctx.maps)
+    free(cached)
+    return rep.code

@@ -1,0 +1,73 @@
+# kmem: counted allocation (kzalloc/kfree) and 4 KiB-aligned page-table pages.
+from libc.stdlib cimport calloc, realloc, free
+from libc.string cimport memset
+
+
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
+
+
+cdef void *kzalloc(kmem_t *k, size_t size) noexcept nogil:
+    """Zeroed allocation; on failure sets k.oom and returns NULL."""
+    cdef void *p = calloc(1, size)
+    if p == NULL:
+        k.oom = 1
+        return NULL
+    k.bytes += <int64_t>size
+    return p
+
+
+cdef void *krealloc_zero(kmem_t *k, void *p, size_t old_size, size_t new_size) noexcept nogil:
+    """Grow an array to new_size bytes, zeroing the new tail; NULL (old kept) on failure."""
+    cdef char *q = <char *>realloc(p, new_size)
+    if q == NULL:
+        k.oom = 1
+        return NULL
+    if new_size > old_size:
+        memset(q + old_size, 0, new_size - old_size)
+    k.bytes += <int64_t>new_size - <int64_t>old_size
+    return q
+
+
+cdef void kfree(kmem_t *k, void *p, size_t size) noexcept nogil:
+    if p != NULL:
+        k.bytes -= <int64_t>size
+        free(p)
+
+
+cdef uint64_t *table_alloc(kmem_t *k) noexcept nogil:
+    """One zeroed page-table page (header + 512 entries); returns the entries.
+    64-byte aligned so an upper entry holds its address with _PAGE_TABLE in bits 0..5
+    (pgd_populate/pmd_populate)."""
+    cdef uint64_t *t = k.pool
+    if t != NULL:                       # quicklist: already zero except the link word
+        k.pool = <uint64_t *><uintptr_t>t[0]
+        k.nr_pool -= 1
+        t[0] = 0
+        return t + TABLE_HDR_WORDS
+    t = <uint64_t *>aligned_alloc(TABLE_ALIGN, TABLE_ALLOC_BYTES)
+    if t == NULL:
+        k.oom = 1
+        return NULL
+    memset(t, 0, TABLE_ALLOC_BYTES)
+    k.bytes += TABLE_ALLOC_BYTES
+    return t + TABLE_HDR_WORDS
+
+
+cdef void table_free(kmem_t *k, uint64_t *table) noexcept nogil:
+    """Return an all-zero table (entries and bitmap) to the pool (pte_free)."""
+    cdef uint64_t *t = table - TABLE_HDR_WORDS
+    t[0] = <uint64_t><uintptr_t>k.pool
+    k.pool = t
+    k.nr_pool += 1
+
+
+cdef void table_pool_trim(kmem_t *k, int64_t keep) noexcept nogil:
+    """Give pooled tables back to the C allocator until at most keep remain."""
+    cdef uint64_t *t
+    while k.nr_pool > keep:
+        t = k.pool
+        k.pool = <uint64_t *><uintptr_t>t[0]
+        k.nr_pool -= 1
+        k.bytes -= TABLE_ALLOC_BYTES
+        free(t)

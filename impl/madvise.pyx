@@ -1,0 +1,103 @@
+# madvise: the VMA walk (madvise_walk_vmas) and the populate walk (madvise_populate).
+#
+# Rules (rules.md "madvise", FACTS Q6-Q8): unsupported advice -> ENOSYS first;
+# N == 0 -> ok; vpn+N > 2^52 (the byte range wraps) -> EINVAL; no TASK_SIZE check
+# (the space past it is a hole). The walk visits every VMA of the range;
+# holes are skipped and turn the result into ENOMEM; an EINVAL stops the walk.
+# Populate walks page by page: a hole -> ENOMEM, a VMA without the needed
+# permission -> EINVAL, a SIGBUS -> EFAULT, each stopping at once.
+
+
+cdef int _madvise_flag(machine_t *m, mm_t *mm, int32_t idx, int advice) noexcept nogil:
+    """Apply a flag advice to the VMA at idx (madvise_vma_behavior); EINVAL or 0."""
+    cdef vma_t *v = &mm.vmas[idx]
+    if advice == ADV_DONTFORK:
+        v.madv |= VM_DONTCOPY
+    elif advice == ADV_DOFORK:
+        v.madv &= ~VM_DONTCOPY
+    elif advice == ADV_WIPEONFORK:
+        v.madv |= VM_WIPEONFORK
+    elif advice == ADV_KEEPONFORK:
+        v.madv &= ~VM_WIPEONFORK
+    return 0
+
+
+cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
+                           int advice) noexcept nogil:
+    """Visit the VMAs of [start, end); return 0, ENOMEM (a hole), EINVAL, or -1 (OOM)."""
+    cdef int64_t cur = start
+    cdef int32_t idx = find_vma_from(mm, start)
+    cdef bint hole = False
+    cdef vma_t *v
+    while idx < mm.nr_vmas and mm.vmas[idx].start < end:
+        v = &mm.vmas[idx]
+        if v.start > cur:
+            hole = True
+        if advice == ADV_DONTNEED:
+            zap_page_range(m, mm, max(start, v.start), min(end, v.end))
+        else:
+            if advice == ADV_WIPEONFORK and not vma_is_anon_private(v):
+                return EINVAL                    # only private anon may wipe on fork
+            if v.start < start:
+                if vma_split(m, mm, idx, start) < 0:
+                    return -1
+                idx += 1
+            if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
+                return -1
+            _madvise_flag(m, mm, idx, advice)
+        cur = mm.vmas[idx].end
+        idx += 1
+    if cur < end:
+        hole = True
+    return ENOMEM if hole else 0
+
+
+cdef int madvise_populate(machine_t *m, mm_t *mm, int64_t start, int64_t end,
+                          bint write) noexcept nogil:
+    """MADV_POPULATE_(READ|WRITE) via faultin_page_range; 0 or an errno, -1 on OOM."""
+    cdef int64_t cur = start, seg_end
+    cdef int32_t idx
+    cdef int rc
+    cdef vma_t *v
+    while cur < end:
+        idx = find_vma(mm, cur)
+        if idx < 0:
+            return ENOMEM                        # no VMA: -ENOMEM
+        v = &mm.vmas[idx]
+        if v.prot == PROT_NONE or (write and v.prot != PROT_RW):
+            return EINVAL                        # check_vma_flags with FOLL_MADV_POPULATE
+        seg_end = min(end, v.end)
+        rc = populate_vma_page_range(m, mm, idx, cur, seg_end, write)
+        if rc == VM_FAULT_SIGBUS:
+            return EFAULT
+        if rc != VM_FAULT_OK:
+            return -1
+        cur = seg_end
+    return 0
+
+
+cdef void sys_madvise(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    cdef int64_t start = op.a0, end = op.a0 + op.a1
+    cdef int advice = <int>op.a2
+    cdef int err
+    if advice == ADV_UNSUPPORTED:
+        res_set(r, RES_ERRNO, ENOSYS)
+        return
+    if op.a1 == 0:
+        res_set(r, RES_OK, 0)
+        return
+    if end > ADDR_LIMIT_PAGES:
+        res_set(r, RES_ERRNO, EINVAL)            # the byte range wraps
+        return
+    if advice == ADV_POPULATE_READ or advice == ADV_POPULATE_WRITE:
+        err = madvise_populate(m, mm, start, end, advice == ADV_POPULATE_WRITE)
+    else:
+        err = madvise_walk_vmas(m, mm, start, end, advice)
+        if advice != ADV_DONTNEED:
+            vma_merge_all(m, mm)
+    if err < 0:
+        return
+    if err:
+        res_set(r, RES_ERRNO, <uint64_t>err)
+    else:
+        res_set(r, RES_OK, 0)

@@ -1,0 +1,15 @@
+# mm: one process address space (mm_struct): its PGD and its VMA array.
+
+cdef struct mm_s:
+    uint64_t *pgd       # top-level table (PTRS_PER_TABLE entries)
+    vma_t *vmas         # sorted by start, non-overlapping
+    int32_t nr_vmas
+    int32_t cap_vmas
+    int32_t alive       # 0 once the process exited (ops on it return ESRCH)
+
+cdef mm_t *mm_alloc(machine_t *m) noexcept nogil
+cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil
+cdef void zap_page_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil
+cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil
+cdef void exit_mmap(machine_t *m, mm_t *mm) noexcept nogil
+cdef int64_t get_unmapped_area(mm_t *mm, int64_t npages, int64_t align) noexcept nogil

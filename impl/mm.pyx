@@ -1,0 +1,91 @@
+# mm: address-space primitives shared by munmap, mmap (MAP_FIXED), madvise and exit.
+
+
+cdef mm_t *mm_alloc(machine_t *m) noexcept nogil:
+    """An empty address space with its PGD (mm_alloc + pgd_alloc); NULL on OOM."""
+    cdef mm_t *mm = <mm_t *>kzalloc(&m.kmem, sizeof(mm_t))
+    if mm == NULL:
+        return NULL
+    mm.pgd = table_alloc(&m.kmem)
+    if mm.pgd == NULL:
+        kfree(&m.kmem, mm, sizeof(mm_t))
+        return NULL
+    mm.alive = 1
+    return mm
+
+
+cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    """Clear n PTEs, dropping each mapped frame's mapcount and reference
+    (zap_pte_range); the zero page carries no counts (pte_special)."""
+    cdef machine_t *m = <machine_t *>ctx
+    cdef uint64_t *table = pte_table_of(ptep, vpn)
+    cdef int64_t first = vpn & TABLE_MASK, end = first + n
+    cdef int64_t i = next_used(table, first, end)
+    cdef uint64_t pte
+    cdef uint32_t pfn
+    cdef folio_t *folio
+    while i < end:
+        pte = table[i]
+        table_clear(table, i)
+        i = next_used(table, i + 1, end)
+        if pte_special(pte):
+            continue
+        pfn = pte_pfn(pte)
+        folio = pfn_folio(&m.mem, pfn)
+        folio.mapcount -= 1                  # folio_remove_rmap_pte
+        folio_put(&m.mem, pfn, folio)        # tlb_remove_page -> folio_put
+
+
+cdef void zap_page_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
+    """Zap every entry of [start, end) (zap_page_range_single / MADV_DONTNEED)."""
+    walk_pte_runs(mm.pgd, start, end, zap_pte_run, m)
+
+
+cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
+    """Unmap [start, end): split the VMAs at the boundaries, zap the entries, free
+    emptied tables, remove the covered VMAs; holes are fine. -1 on OOM."""
+    cdef int32_t first, last, i
+    if vma_range_split(m, mm, start, end, &first, &last) < 0:
+        return -1
+    if first == last:
+        return 0
+    zap_page_range(m, mm, start, end)
+    free_pgtables(mm.pgd, &m.kmem, start, end)
+    for i in range(last - 1, first - 1, -1):
+        vma_remove(m, mm, i)
+    return 0
+
+
+cdef void exit_mmap(machine_t *m, mm_t *mm) noexcept nogil:
+    """Tear the address space down: zap everything, free tables and VMAs (exit_mmap)."""
+    cdef int32_t i
+    for i in range(mm.nr_vmas):
+        zap_page_range(m, mm, mm.vmas[i].start, mm.vmas[i].end)
+    pgd_free_all(mm.pgd, &m.kmem)
+    mm.pgd = NULL
+    for i in range(mm.nr_vmas - 1, -1, -1):
+        vma_remove(m, mm, i)
+    kfree(&m.kmem, mm.vmas, mm.cap_vmas * sizeof(vma_t))
+    mm.vmas = NULL
+    mm.cap_vmas = 0
+    mm.alive = 0
+
+
+cdef inline int64_t _align_up(int64_t x, int64_t align) noexcept nogil:
+    return (x + align - 1) & ~(align - 1)
+
+
+cdef int64_t get_unmapped_area(mm_t *mm, int64_t npages, int64_t align) noexcept nogil:
+    """Lowest free range of npages starting at >= MMAP_MIN_PAGES, aligned to align
+    pages (rules.md: bottom-up, not the kernel's top-down search). -1 if none."""
+    cdef int64_t cand = _align_up(MMAP_MIN_PAGES, align)
+    cdef int32_t i
+    for i in range(mm.nr_vmas):
+        if mm.vmas[i].end <= cand:
+            continue
+        if cand + npages <= mm.vmas[i].start:
+            break
+        cand = _align_up(mm.vmas[i].end, align)
+    if cand + npages > TASK_SIZE_PAGES:
+        return -1
+    return cand

@@ -1,0 +1,44 @@
+# machine: the impl's one extension module, laid out like uvloop's loop.pxd: the
+# shared constants, forward declarations, then one included .pxd per concept.
+# machine.pyx includes the matching .pyx files.
+#
+# Why the dotted file name: setup.py builds impl/machine.pyx as the module
+# mmdiff.impl.machine, but the source folder is impl/, not mmdiff/impl/. Cython
+# finds a module's own .pxd either under the package path or as a dotted file
+# name next to the source (Main.find_pxd_file); the dotted name is the one that
+# works with this layout.
+
+include "constants.pxi"
+
+cdef struct machine_s
+ctypedef machine_s machine_t
+cdef struct mm_s
+ctypedef mm_s mm_t
+
+include "kmem.pxd"
+include "folio.pxd"
+include "pagetable.pxd"
+include "shmem.pxd"
+include "vma.pxd"
+include "mm.pxd"
+include "fault.pxd"
+include "fork.pxd"
+include "syscall.pxd"
+include "mmap.pxd"
+include "mprotect.pxd"
+include "madvise.pxd"
+include "invariants.pxd"
+include "snapshot.pxd"
+
+# The whole simulated world: frames, processes, shmem objects.
+cdef struct machine_s:
+    kmem_t kmem             # allocation accounting (memory_bytes)
+    mem_map_t mem           # frame table; pfn 0 is the zero page
+    mm_t **procs            # process k ("p{k}") at index k; exited ones stay with alive = 0
+    int32_t nr_procs
+    int32_t cap_procs
+    shmem_t **files         # named files (indexes from the encoder) and hidden objects
+    int32_t nr_files
+    int32_t cap_files
+    int64_t last_anon_vma   # last anon_vma id handed out
+    int32_t mutant          # MUTANT_* (0: faithful)

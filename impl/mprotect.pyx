@@ -1,0 +1,83 @@
+# mprotect: per-VMA fixup and the PTE pass (change_pte_range).
+#
+# Rules (rules.md "mprotect"): private mappings make every entry read-only and
+# upgrade it back only for an AnonExclusive anon page when the new prot is rw
+# (can_change_pte_writable); shared (shmem) mappings follow the prot directly. A
+# hole stops the walk with ENOMEM, keeping the pieces already changed. A range whose
+# byte end wraps (vpn+N > 2^52) is ENOMEM up front; TASK_SIZE itself is not checked.
+
+
+ctypedef struct prot_ctx_t:
+    machine_t *m
+    uint8_t prot
+    uint8_t shared
+
+
+cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    cdef prot_ctx_t *c = <prot_ctx_t *>ctx
+    cdef machine_t *m = c.m
+    cdef bint rw = c.prot == PROT_RW
+    cdef bint upgrade_excl = rw and m.mutant != MUTANT_NO_ANON_EXCLUSIVE_REUSE
+    cdef uint64_t pte
+    cdef folio_t *folio
+    cdef uint64_t *table = pte_table_of(ptep, vpn)
+    cdef int64_t end = (vpn & TABLE_MASK) + n
+    cdef int64_t i = next_used(table, vpn & TABLE_MASK, end)
+    while i < end:
+        pte = table[i]
+        if c.shared:
+            pte = pte_mkwrite(pte) if rw else pte_wrprotect(pte)
+        else:
+            pte = pte_wrprotect(pte)
+            if upgrade_excl and not pte_special(pte):
+                folio = pfn_folio(&m.mem, pte_pfn(pte))
+                if (folio.flags & (PG_anon | PG_anon_exclusive)) == (PG_anon | PG_anon_exclusive):
+                    pte = pte_mkwrite(pte)
+        table[i] = pte
+        i = next_used(table, i + 1, end)
+
+
+cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
+    cdef prot_ctx_t ctx
+    ctx.m = m
+    ctx.prot = v.prot
+    ctx.shared = v.shared
+    walk_pte_runs(mm.pgd, v.start, v.end, change_pte_run, &ctx)
+
+
+cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    cdef int64_t start = op.a0, end = op.a0 + op.a1
+    cdef uint8_t prot = <uint8_t>op.a2
+    cdef int32_t idx
+    cdef int err = 0
+    if op.a1 == 0:
+        res_set(r, RES_OK, 0)
+        return
+    if end > ADDR_LIMIT_PAGES:
+        res_set(r, RES_ERRNO, ENOMEM)            # the byte range wraps
+        return
+    # no TASK_SIZE check: the space past it is a hole like any other
+    idx = find_vma(mm, start)
+    if idx < 0:
+        res_set(r, RES_ERRNO, ENOMEM)
+        return
+    if mm.vmas[idx].start < start:
+        if vma_split(m, mm, idx, start) < 0:
+            return
+        idx += 1
+    while True:
+        if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
+            return
+        mm.vmas[idx].prot = prot                 # mprotect_fixup
+        change_protection(m, mm, &mm.vmas[idx])
+        if mm.vmas[idx].end >= end:
+            break
+        idx += 1
+        if idx >= mm.nr_vmas or mm.vmas[idx].start != mm.vmas[idx - 1].end:
+            err = ENOMEM                         # a hole before the end of the range
+            break
+    vma_merge_all(m, mm)
+    if err:
+        res_set(r, RES_ERRNO, err)
+    else:
+        res_set(r, RES_OK, 0)

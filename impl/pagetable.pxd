@@ -1,0 +1,115 @@
+# pagetable: the 4-level radix page table (PGD -> PUD -> PMD -> PTE), 512 uint64_t
+# entries per level, tables allocated on demand.
+#
+# Leaf (PTE) entry: _PAGE_* bits in 0..11, the pfn in bits 12..51 (pfn_pte).
+# Upper entry (pgd/pud/pmd): the next table's address | _PAGE_TABLE (pmd_populate).
+# A table is 512 entries preceded by a bitmap of its used entries (kmem.pxd).
+# An entry of 0 is none. Non-present nonzero leaves are reserved for swap and
+# device-exclusive entries (constants.pxi), which issue 3 never creates.
+
+# Callback over one run of PTEs inside a single PTE table: ptep[0..n) map
+# vpn .. vpn+n-1 (mm_walk_ops.pte_entry, batched per table). Callbacks visit the
+# used entries with next_used(pte_table_of(ptep, vpn), ...).
+ctypedef void (*pte_run_fn)(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil
+
+cdef inline bint pte_none(uint64_t pte) noexcept nogil:
+    return pte == 0
+
+cdef inline bint pte_present(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_PRESENT) != 0
+
+cdef inline bint pte_write(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_RW) != 0
+
+cdef inline bint pte_dirty(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_DIRTY) != 0
+
+cdef inline bint pte_soft_dirty(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_SOFT_DIRTY) != 0
+
+cdef inline bint pte_special(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_SPECIAL) != 0
+
+cdef inline uint32_t pte_pfn(uint64_t pte) noexcept nogil:
+    return <uint32_t>(pte >> PTE_PFN_SHIFT)
+
+cdef inline uint64_t pfn_pte(uint32_t pfn, uint64_t bits) noexcept nogil:
+    return ((<uint64_t>pfn) << PTE_PFN_SHIFT) | bits | _PAGE_PRESENT
+
+cdef inline uint64_t pte_mkwrite(uint64_t pte) noexcept nogil:
+    return pte | _PAGE_RW
+
+cdef inline uint64_t pte_wrprotect(uint64_t pte) noexcept nogil:
+    return pte & ~(<uint64_t>_PAGE_RW)
+
+cdef inline uint64_t pte_mkdirty(uint64_t pte) noexcept nogil:
+    # x86 pte_mkdirty sets soft-dirty too (arch/x86/include/asm/pgtable.h)
+    return pte | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED
+
+cdef inline uint64_t pte_mkold(uint64_t pte) noexcept nogil:
+    return pte & ~(<uint64_t>_PAGE_ACCESSED)
+
+cdef inline uint64_t *entry_table(uint64_t entry) noexcept nogil:
+    """The next-level table an upper entry points to (pmd_page_vaddr)."""
+    return <uint64_t *><uintptr_t>(entry & ~(<uint64_t>(TABLE_ALIGN - 1)))
+
+# Every table carries a bitmap of its non-none entries just before entry 0 (a
+# software stand-in for the kernel scanning 512 entries): walks visit only used
+# entries, so fork and exit of a sparse space cost what is mapped.
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
+cdef inline uint64_t *table_used(uint64_t *table) noexcept nogil:
+    return table - TABLE_HDR_WORDS
+
+cdef inline void table_set(uint64_t *table, int64_t i, uint64_t entry) noexcept nogil:
+    """Store a non-none entry at index i (set_pte_at / pmd_populate)."""
+    table[i] = entry
+    table_used(table)[i >> 6] |= (<uint64_t>1) << (i & 63)
+
+cdef inline void table_clear(uint64_t *table, int64_t i) noexcept nogil:
+    """Make entry i none (pte_clear / pmd_clear)."""
+    table[i] = 0
+    table_used(table)[i >> 6] &= ~((<uint64_t>1) << (i & 63))
+
+cdef inline bint table_empty(uint64_t *table) noexcept nogil:
+    cdef uint64_t *u = table_used(table)
+    return (u[0] | u[1] | u[2] | u[3] | u[4] | u[5] | u[6] | u[7]) == 0
+
+cdef inline int64_t next_used(uint64_t *table, int64_t i, int64_t end) noexcept nogil:
+    """The first index in [i, end) whose entry is not none, else end."""
+    cdef uint64_t *used = table_used(table)
+    cdef int64_t w, r
+    cdef uint64_t bits
+    if i >= end:
+        return end
+    w = i >> 6
+    bits = used[w] & ((~(<uint64_t>0)) << (i & 63))
+    while True:
+        if bits != 0:
+            r = (w << 6) + __builtin_ctzll(bits)
+            return r if r < end else end
+        w += 1
+        if (w << 6) >= end:
+            return end
+        bits = used[w]
+
+cdef inline uint64_t *pte_table_of(uint64_t *ptep, int64_t vpn) noexcept nogil:
+    """The PTE table holding ptep, the slot of vpn."""
+    return ptep - (vpn & TABLE_MASK)
+
+cdef inline void set_pte_at(uint64_t *ptep, int64_t vpn, uint64_t pte) noexcept nogil:
+    """Fill the none slot of vpn (set_pte_at)."""
+    table_set(pte_table_of(ptep, vpn), vpn & TABLE_MASK, pte)
+
+cdef inline int64_t level_index(int64_t vpn, int shift) noexcept nogil:
+    return (vpn >> shift) & TABLE_MASK
+
+cdef uint64_t *pte_offset_map(uint64_t *pgd, int64_t vpn) noexcept nogil
+cdef uint64_t *pte_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nogil
+cdef int64_t walk_pte_runs(uint64_t *pgd, int64_t start, int64_t end,
+                           pte_run_fn fn, void *ctx) noexcept nogil
+cdef void free_pgtables(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end) noexcept nogil
+cdef void pgd_free_all(uint64_t *pgd, kmem_t *k) noexcept nogil
+cdef int64_t pgtable_count(uint64_t *pgd) noexcept nogil

@@ -1,0 +1,36 @@
+# snapshot: page-table walk that lists every non-none entry (a pagemap read).
+from libc.stdlib cimport realloc, free
+
+
+cdef void _collect_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    cdef entry_buf_t *buf = <entry_buf_t *>ctx
+    cdef int64_t cap
+    cdef entry_t *items
+    cdef uint64_t *table = pte_table_of(ptep, vpn)
+    cdef int64_t first = vpn & TABLE_MASK, end = first + n
+    cdef int64_t i = next_used(table, first, end)
+    while i < end:
+        if buf.n == buf.cap:
+            cap = 1024 if buf.cap == 0 else buf.cap * 2
+            items = <entry_t *>realloc(buf.items, cap * sizeof(entry_t))
+            if items == NULL:
+                buf.oom = 1
+                return
+            buf.items = items
+            buf.cap = cap
+        buf.items[buf.n].vpn = vpn - first + i
+        buf.items[buf.n].pte = table[i]
+        buf.n += 1
+        i = next_used(table, i + 1, end)
+
+
+cdef void collect_entries(mm_t *mm, entry_buf_t *buf) noexcept nogil:
+    """Append (vpn, pte) for every non-none entry of mm in vpn order."""
+    walk_pte_runs(mm.pgd, 0, TASK_SIZE_PAGES, _collect_run, buf)
+
+
+cdef void entry_buf_free(entry_buf_t *buf) noexcept nogil:
+    free(buf.items)
+    buf.items = NULL
+    buf.n = 0
+    buf.cap = 0

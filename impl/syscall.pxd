@@ -1,0 +1,35 @@
+# syscall: the encoded op and result records of the batch API and the dispatcher.
+#
+# Argument layout per op code (all numbers clamped to NUM_CLAMP by the encoder):
+#   OP_MMAP      a0 vpn, a1 npages, a2 prot, a3 MAPF_* bits, a4 file index or -1, a5 off or -1
+#   OP_MUNMAP    a0 vpn, a1 npages
+#   OP_MPROTECT  a0 vpn, a1 npages, a2 prot
+#   OP_MADVISE   a0 vpn, a1 npages, a2 ADV_*
+#   OP_READ      a0 vpn              OP_WRITE  a0 vpn, a1 value (uint64 bits)
+#   OP_FORK / OP_EXIT: proc only
+#   OP_FILE      a0 file, a1 npages, a2 devmem
+#   OP_FREAD     a0 file, a1 pgoff   OP_FWRITE a0 file, a1 pgoff, a2 value
+#   OP_STATE     a0 vpn              OP_SAME   a0 vpn, a1 proc2, a2 vpn2
+
+ctypedef struct mm_op_t:
+    int32_t code        # OP_*
+    int32_t proc        # process index k of "p{k}", -1 when the op names none
+    int64_t a0
+    int64_t a1
+    int64_t a2
+    int64_t a3
+    int64_t a4
+    int64_t a5
+
+ctypedef struct mm_res_t:
+    int32_t kind        # RES_*
+    uint64_t payload    # value / errno / signal / process index / state code / yes
+
+cdef inline void res_set(mm_res_t *r, int32_t kind, uint64_t payload) noexcept nogil:
+    r.kind = kind
+    r.payload = payload
+
+cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil
+cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil
+cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil
+cdef int64_t run_ops(machine_t *m, mm_op_t *ops, mm_res_t *res, int64_t n) noexcept nogil

@@ -1,0 +1,228 @@
+# syscall: the op dispatcher (one entry per op code) and the small ops: CPU
+# read/write with the arch access check, fork, exit, shmem file I/O and the probes.
+#
+# Rules: an op naming an exited (or never created) process returns ESRCH before
+# anything else; ops outside issue 3 are encoded as OP_ENOSYS.
+
+
+cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil:
+    """The live address space of process index proc, NULL -> ESRCH."""
+    if proc < 0 or proc >= m.nr_procs or not m.procs[proc].alive:
+        return NULL
+    return m.procs[proc]
+
+
+cdef int32_t _proc_add(machine_t *m, mm_t *mm) noexcept nogil:
+    """Register a new process; its index k names it "p{k}". -1 on OOM."""
+    cdef int32_t new_cap
+    cdef mm_t **arr
+    if m.nr_procs == m.cap_procs:
+        new_cap = 8 if m.cap_procs == 0 else m.cap_procs * 2
+        arr = <mm_t **>krealloc_zero(&m.kmem, m.procs, m.cap_procs * sizeof(mm_t *),
+                                     new_cap * sizeof(mm_t *))
+        if arr == NULL:
+            return -1
+        m.procs = arr
+        m.cap_procs = new_cap
+    m.procs[m.nr_procs] = mm
+    m.nr_procs += 1
+    return m.nr_procs - 1
+
+
+cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
+    """CPU load: no VMA or no read permission -> SEGV; else fault in if needed."""
+    cdef int32_t idx = find_vma(mm, vpn)
+    cdef uint64_t *ptep
+    cdef int rc
+    if idx < 0 or mm.vmas[idx].prot == PROT_NONE:
+        res_set(r, RES_SIGNAL, SIGSEGV)          # do_user_addr_fault: bad_area / access_error
+        return
+    ptep = pte_offset_map(mm.pgd, vpn)
+    if ptep == NULL or ptep[0] == 0:
+        rc = handle_mm_fault(m, mm, idx, vpn, 0)
+        if rc == VM_FAULT_SIGBUS:
+            res_set(r, RES_SIGNAL, SIGBUS)
+            return
+        if rc != VM_FAULT_OK:
+            return
+        ptep = pte_offset_map(mm.pgd, vpn)
+    res_set(r, RES_VALUE, pfn_folio(&m.mem, pte_pfn(ptep[0])).value)
+
+
+cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
+                    mm_res_t *r) noexcept nogil:
+    """CPU store: needs an rw VMA; a missing or read-only entry faults first."""
+    cdef int32_t idx = find_vma(mm, vpn)
+    cdef uint64_t *ptep
+    cdef int rc
+    if idx < 0 or mm.vmas[idx].prot != PROT_RW:
+        res_set(r, RES_SIGNAL, SIGSEGV)
+        return
+    ptep = pte_offset_map(mm.pgd, vpn)
+    if ptep == NULL or not pte_write(ptep[0]):
+        rc = handle_mm_fault(m, mm, idx, vpn, FAULT_FLAG_WRITE)
+        if rc == VM_FAULT_SIGBUS:
+            res_set(r, RES_SIGNAL, SIGBUS)
+            return
+        if rc != VM_FAULT_OK:
+            return
+        ptep = pte_offset_map(mm.pgd, vpn)
+    else:
+        ptep[0] = pte_mkdirty(ptep[0])           # the hardware sets dirty on a store
+    pfn_folio(&m.mem, pte_pfn(ptep[0])).value = value
+    res_set(r, RES_OK, 0)
+
+
+cdef void sys_fork(machine_t *m, mm_t *mm, mm_res_t *r) noexcept nogil:
+    cdef mm_t *child = dup_mmap(m, mm)
+    cdef int32_t k
+    if child == NULL:
+        return
+    k = _proc_add(m, child)
+    if k < 0 or m.kmem.oom:
+        return
+    res_set(r, RES_PROC, <uint64_t>k)
+
+
+cdef void sys_file(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    """`file F N`: a shmem file of N pages; devmem -> ENOSYS; an existing name -> EEXIST."""
+    cdef shmem_t *f = m.files[op.a0]
+    if op.a2:
+        res_set(r, RES_ERRNO, ENOSYS)
+        return
+    if f.live:
+        res_set(r, RES_ERRNO, EEXIST)
+        return
+    f.live = 1
+    f.size = op.a1
+    res_set(r, RES_OK, 0)
+
+
+cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    """read(2) of one page: a hole or beyond EOF reads 0 and allocates nothing."""
+    cdef shmem_t *f = m.files[op.a0]
+    cdef uint32_t pfn
+    if not f.live:
+        res_set(r, RES_ERRNO, EBADF)
+        return
+    pfn = xa_load(f, op.a1)
+    res_set(r, RES_VALUE, pfn_folio(&m.mem, pfn).value if pfn != 0 else 0)
+
+
+cdef void sys_fwrite(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    """write(2) of one page: fills a hole with a new cache page, extends i_size."""
+    cdef shmem_t *f = m.files[op.a0]
+    cdef uint32_t pfn
+    if not f.live:
+        res_set(r, RES_ERRNO, EBADF)
+        return
+    pfn = shmem_get_folio(m, f, op.a1)
+    if pfn == 0:
+        return
+    pfn_folio(&m.mem, pfn).value = <uint64_t>op.a2
+    if op.a1 >= f.size:
+        f.size = op.a1 + 1
+    res_set(r, RES_OK, 0)
+
+
+cdef uint64_t entry_state(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
+    """STATE_* code of the entry at vpn (ENTRY_NONE without a VMA or an entry)."""
+    cdef uint64_t *ptep
+    if find_vma(mm, vpn) < 0:
+        return ENTRY_NONE
+    ptep = pte_offset_map(mm.pgd, vpn)
+    if ptep == NULL or ptep[0] == 0:
+        return ENTRY_NONE
+    return pte_state_code(m, ptep[0])
+
+
+cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
+    """STATE_* code of a present entry: kind (zero/anon/file) and the reported bits."""
+    cdef uint64_t code
+    cdef folio_t *folio
+    if pte_special(pte):
+        code = ENTRY_ZERO
+    else:
+        folio = pfn_folio(&m.mem, pte_pfn(pte))
+        if folio.flags & PG_anon:
+            code = ENTRY_ANON
+            if folio.flags & PG_anon_exclusive:
+                code |= STATE_EXCL
+        else:
+            code = ENTRY_FILE
+    if pte_write(pte):
+        code |= STATE_WRITABLE
+    if pte_dirty(pte):
+        code |= STATE_DIRTY
+    if pte_soft_dirty(pte):
+        code |= STATE_SOFT_DIRTY
+    return code
+
+
+cdef int64_t _frame_at(mm_t *mm, int64_t vpn) noexcept nogil:
+    """The pfn mapped at vpn now, -1 for none (never faults)."""
+    cdef uint64_t *ptep
+    if find_vma(mm, vpn) < 0:
+        return -1
+    ptep = pte_offset_map(mm.pgd, vpn)
+    if ptep == NULL or ptep[0] == 0:
+        return -1
+    return pte_pfn(ptep[0])
+
+
+cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    """Execute one encoded op into *r (an OOM leaves kmem.oom set)."""
+    cdef mm_t *mm = NULL
+    cdef mm_t *mm2
+    cdef int64_t f1, f2
+    res_set(r, RES_ERRNO, ENOSYS)
+    if op.code == OP_ENOSYS:
+        return
+    if op.code <= OP_EXIT or op.code >= OP_STATE:       # the ops that name a process
+        mm = proc_lookup(m, op.proc)
+        if mm == NULL:
+            res_set(r, RES_ERRNO, ESRCH)
+            return
+    if op.code == OP_READ:
+        sys_read(m, mm, op.a0, r)
+    elif op.code == OP_WRITE:
+        sys_write(m, mm, op.a0, <uint64_t>op.a1, r)
+    elif op.code == OP_MMAP:
+        sys_mmap(m, mm, op, r)
+    elif op.code == OP_MUNMAP:
+        sys_munmap(m, mm, op, r)
+    elif op.code == OP_MPROTECT:
+        sys_mprotect(m, mm, op, r)
+    elif op.code == OP_MADVISE:
+        sys_madvise(m, mm, op, r)
+    elif op.code == OP_FORK:
+        sys_fork(m, mm, r)
+    elif op.code == OP_EXIT:
+        exit_mmap(m, mm)
+        res_set(r, RES_OK, 0)
+    elif op.code == OP_FILE:
+        sys_file(m, op, r)
+    elif op.code == OP_FREAD:
+        sys_fread(m, op, r)
+    elif op.code == OP_FWRITE:
+        sys_fwrite(m, op, r)
+    elif op.code == OP_STATE:
+        res_set(r, RES_STATE, entry_state(m, mm, op.a0))
+    elif op.code == OP_SAME:
+        mm2 = proc_lookup(m, <int32_t>op.a1)
+        if mm2 == NULL:
+            res_set(r, RES_ERRNO, ESRCH)
+            return
+        f1 = _frame_at(mm, op.a0)
+        f2 = _frame_at(mm2, op.a2)
+        res_set(r, RES_SAME, 1 if f1 >= 0 and f1 == f2 else 0)
+
+
+cdef int64_t run_ops(machine_t *m, mm_op_t *ops, mm_res_t *res, int64_t n) noexcept nogil:
+    """Execute n ops in order; stop early on OOM. Return: ops completed."""
+    cdef int64_t i
+    for i in range(n):
+        do_op(m, &ops[i], &res[i])
+        if m.kmem.oom:
+            return i
+    return n
