@@ -110,7 +110,8 @@ def run_lockstep(prog: Prog, left: Machine, right: Machine, check_every: int = 1
                     _guarded(side, index, stmt, m.check_invariants)
             last = index == len(stmts) - 1
             if last or (check_every and (index + 1) % check_every == 0):
-                fields = diff_states(*(_state(side, index, stmt, m) for side, m in machines))
+                states = [_state(side, index, stmt, m) for side, m in machines]
+                fields = diff_states(*states) if states[0] != states[1] else []
                 if fields:
                     raise _Stop(Divergence(DivergenceKind.STATE, index, stmt,
                                            left=got[0], right=got[1], fields=tuple(fields),

@@ -130,12 +130,26 @@ cdef enum:
     EEXIST = 17
     EINVAL = 22
     ENOSYS = 38
+    EOVERFLOW = 75
     SIGBUS = 7
     SIGSEGV = 11
 
     # --- runtime mutants (ImplMachine(mutant=...)); 0 = faithful model
+    # (machine.pyx MUTANTS documents each one; each is tested in one rule only)
     MUTANT_NONE = 0
-    MUTANT_NO_ANON_EXCLUSIVE_REUSE = 1
+    MUTANT_NO_ANON_EXCLUSIVE_REUSE = 1       # do_wp_page + change_pte_range
+    MUTANT_COW_KEEPS_EXCLUSIVE = 2           # wp_page_copy
+    MUTANT_FORK_NO_WRPROTECT = 3             # copy_present_pte
+    MUTANT_FORK_KEEPS_EXCLUSIVE = 4          # copy_present_pte
+    MUTANT_REUSE_IGNORES_REFCOUNT = 5        # do_wp_page (wp_can_reuse_anon_folio)
+    MUTANT_PRIVATE_FILE_WRITE_TO_PAGECACHE = 6   # do_wp_page (Dirty COW)
+    MUTANT_MPROTECT_UPGRADES_COW_PAGE = 7    # change_pte_range (can_change_pte_writable)
+    MUTANT_ZERO_PAGE_WRITABLE = 8            # do_anonymous_page
+    MUTANT_MUNMAP_LEAVES_LAST_PAGE = 9       # do_vmi_munmap (zap range)
+    MUTANT_WIPEONFORK_COPIES = 10            # dup_mmap
+    MUTANT_SPLIT_VMA_LOSES_ANON_VMA = 11     # __split_vma
+    MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE = 12  # madvise_dontneed_single_vma
+    MUTANT_FAULT_AROUND_ALLOCATES = 13       # filemap_map_pages (do_fault_around)
 
 # Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
 cdef extern from *:
@@ -144,6 +158,7 @@ cdef extern from *:
     #define MMDIFF_ADDR_LIMIT_PAGES (((int64_t)1) << 52)
     #define MMDIFF_PGTABLE_SPAN (((int64_t)1) << 36)
     #define MMDIFF_NUM_CLAMP (((int64_t)1) << 60)
+    #define MMDIFF_FILE_LIMIT_PAGES (((int64_t)1) << 51)
     """
     # TASK_SIZE_MAX in pages: 2^47 - 4096 bytes (the last page is a guard).
     const int64_t TASK_SIZE_PAGES "MMDIFF_TASK_SIZE_PAGES"
@@ -153,3 +168,5 @@ cdef extern from *:
     const int64_t PGTABLE_SPAN "MMDIFF_PGTABLE_SPAN"
     # Clamp for op numbers: above every limit, and a + b never overflows int64.
     const int64_t NUM_CLAMP "MMDIFF_NUM_CLAMP"
+    # File pages from here on start at byte 2^63: a negative loff_t (MAX_LFS_FILESIZE).
+    const int64_t FILE_LIMIT_PAGES "MMDIFF_FILE_LIMIT_PAGES"

@@ -60,6 +60,9 @@ cdef void sys_mmap(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept no
     if flags & MAPF_PFNMAP:
         res_set(r, RES_ERRNO, ENOSYS)
         return
+    if has_file and off + npages >= FILE_LIMIT_PAGES:     # file_mmap_ok
+        res_set(r, RES_ERRNO, EOVERFLOW)
+        return
     if vpn == 0:
         vpn = get_unmapped_area(mm, npages,
                                 HPAGE_PMD_NR if private and anon and npages % HPAGE_PMD_NR == 0 else 1)

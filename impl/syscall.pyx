@@ -93,6 +93,9 @@ cdef void sys_file(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     if f.live:
         res_set(r, RES_ERRNO, EEXIST)
         return
+    if op.a1 >= FILE_LIMIT_PAGES:        # ftruncate to a negative length
+        res_set(r, RES_ERRNO, EINVAL)
+        return
     f.live = 1
     f.size = op.a1
     res_set(r, RES_OK, 0)
@@ -105,6 +108,9 @@ cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     if not f.live:
         res_set(r, RES_ERRNO, EBADF)
         return
+    if op.a1 >= FILE_LIMIT_PAGES:        # rw_verify_area: pos < 0
+        res_set(r, RES_ERRNO, EINVAL)
+        return
     pfn = xa_load(f, op.a1)
     res_set(r, RES_VALUE, pfn_folio(&m.mem, pfn).value if pfn != 0 else 0)
 
@@ -115,6 +121,9 @@ cdef void sys_fwrite(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     cdef uint32_t pfn
     if not f.live:
         res_set(r, RES_ERRNO, EBADF)
+        return
+    if op.a1 >= FILE_LIMIT_PAGES:        # rw_verify_area: pos < 0
+        res_set(r, RES_ERRNO, EINVAL)
         return
     pfn = shmem_get_folio(m, f, op.a1)
     if pfn == 0:

@@ -199,17 +199,25 @@ class ReferenceMachine:
             return ENOSYS                               # device memory: issue 5
         if op.file in self.files:
             return errno(Errno.EEXIST)
+        if op.npages >= O.FILE_LIMIT_PAGES:
+            return errno(Errno.EINVAL)                  # ftruncate: negative loff_t
         self.files[op.file] = ShmemFile(op.file, op.npages)
         return OK
 
     def _fread(self, op: O.FileRead) -> Result:
         f = self.files.get(op.file)
-        return errno(Errno.EBADF) if f is None else value(f.read(op.pgoff))
+        if f is None:
+            return errno(Errno.EBADF)
+        if op.pgoff >= O.FILE_LIMIT_PAGES:
+            return errno(Errno.EINVAL)                  # rw_verify_area: pos < 0
+        return value(f.read(op.pgoff))
 
     def _fwrite(self, op: O.FileWrite) -> Result:
         f = self.files.get(op.file)
         if f is None:
             return errno(Errno.EBADF)
+        if op.pgoff >= O.FILE_LIMIT_PAGES:
+            return errno(Errno.EINVAL)                  # rw_verify_area: pos < 0
         f.write(op.pgoff, op.value & O.U64_MASK)
         return OK
 

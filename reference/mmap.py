@@ -1,7 +1,7 @@
 """mmap and munmap (mm/mmap.c do_mmap, mm/vma.c do_vmi_munmap).
 
 Errno order, checked on Linux 6.18 (FACTS): len 0 -> EINVAL; bad MAP_TYPE or
-anon/file mix -> EINVAL; past TASK_SIZE -> ENOMEM (mmap) / EINVAL (munmap);
+anon/file mix -> EINVAL; a file range reaching 2^63 bytes -> EOVERFLOW; past TASK_SIZE -> ENOMEM (mmap) / EINVAL (munmap);
 mmap_min_addr is one page here, so a fixed VPN >= 1 never gets EPERM.
 MAP_FIXED first unmaps whatever was in the range.
 """
@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 from .fault import populate_fault
 from .mm import Mm
-from .ops import HPAGE_PMD_NR, MMAP_MIN_PAGES, TASK_SIZE_PAGES, MapFlag, Prot
+from .ops import FILE_LIMIT_PAGES, HPAGE_PMD_NR, MMAP_MIN_PAGES, TASK_SIZE_PAGES, MapFlag, Prot
 from .results import Errno
 from .shmem import ShmemFile
 from .vma import Vma, merge_pass
@@ -69,6 +69,8 @@ def do_mmap(mm: Mm, vpn: int, npages: int, prot: Prot, flags: frozenset,
         return Errno.EINVAL
     if MapFlag.PFNMAP in flags:
         return Errno.ENOSYS                       # device memory: issue 5
+    if file is not None and (off or 0) + npages >= FILE_LIMIT_PAGES:
+        return Errno.EOVERFLOW                    # file_mmap_ok: past MAX_LFS_FILESIZE
     if vpn == 0:
         align = HPAGE_PMD_NR if (not shared and file is None and npages % HPAGE_PMD_NR == 0) else 1
         picked = get_unmapped_area(mm, npages, align)
@@ -96,10 +98,10 @@ def do_mmap(mm: Mm, vpn: int, npages: int, prot: Prot, flags: frozenset,
 def mm_populate(mm: Mm, start: int, end: int) -> None:
     """__mm_populate / populate_vma_page_range: write-fault private writable VMAs (break
     COW), read-fault the rest, skip PROT_NONE; errors are ignored (stop at the first)."""
-    for vpn in range(start, end):
-        vma = mm.find_vma(vpn)
-        if vma is None or not vma.prot.read:
-            continue
+    for vma in mm.vmas_in(start, end):
+        if not vma.prot.read:
+            continue                            # PROT_NONE: GUP refuses, nothing mapped
         write = vma.prot.write and not vma.shared
-        if populate_fault(mm, vpn, write) is not None:
-            return
+        for vpn in range(max(start, vma.start), min(end, vma.end)):
+            if populate_fault(mm, vpn, write) is not None:
+                return

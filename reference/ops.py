@@ -30,6 +30,7 @@ HPAGE_PUD_NR = 512 * 512      # pages per PUD leaf (1 GiB)
 TASK_SIZE_PAGES = (1 << 35) - 1  # x86-64 TASK_SIZE_MAX = 2^47 - 4096 bytes
 MMAP_MIN_PAGES = 16           # address hints are rounded up to 64 KiB (LSM mmap_min_addr)
 ADDR_LIMIT_PAGES = 1 << 52    # a byte address past 2^64 wraps: such ranges are invalid
+FILE_LIMIT_PAGES = 1 << 51    # a byte offset >= 2^63 is a negative loff_t (MAX_LFS_FILESIZE)
 U64_MASK = (1 << 64) - 1
 
 

@@ -31,6 +31,7 @@ class Errno(enum.IntEnum):
     EINVAL = 22
     ENOSPC = 28
     ENOSYS = 38
+    EOVERFLOW = 75
     EOPNOTSUPP = 95
     EHWPOISON = 133
 

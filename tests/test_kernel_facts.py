@@ -112,6 +112,12 @@ CASES = {
         "file f0 1\nfwrite f0 5 0x55\nmmap p0 0x100 8 r shared file=f0 off=0\n"
         "read p0 0x104\nread p0 0x105\nread p0 0x106",
         ["ok", "ok", "0x100", "0x0", "0x55", "BUS"]),
+    "file offsets: the last page below 2^63 bytes works, the next is EINVAL / EOVERFLOW": (
+        f"file f0 1\nfwrite f0 {(1 << 51) - 1:#x} 1\nfwrite f0 {1 << 51:#x} 1\n"
+        f"fread f0 {1 << 51:#x}\nmmap p0 0x100 1 r shared file=f0 off={(1 << 51) - 2:#x}\n"
+        f"mmap p0 0x100 1 r shared file=f0 off={(1 << 51) - 1:#x}\nmmap p0 0x100 2 r shared file=f0 off={(1 << 51) - 2:#x}\n"
+        f"file f1 {1 << 51:#x}\nfile f2 {(1 << 51) - 1:#x}",
+        ["ok", "ok", "EINVAL", "EINVAL", "0x100", "EOVERFLOW", "EOVERFLOW", "EINVAL", "ok"]),
     # --- fault-around (16 pages, do_fault_around) ------------------------------------------------
     "read fault maps the resident pages of the 16-page window": (
         "file f0 64\n" + "".join(f"fwrite f0 {i} {i + 1}\n" for i in range(64)) +
