@@ -28,9 +28,13 @@ cdef int do_anonymous_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
                            uint64_t *ptep, int flags) noexcept nogil:
     """None entry in a private anon VMA: zero page on read, new page on write."""
     cdef uint32_t pfn
+    cdef uint64_t zero
     if not (flags & FAULT_FLAG_WRITE):
         # pte_mkspecial(pfn_pte(my_zero_pfn)): read-only, clean, no counts
-        set_pte_at(ptep, vpn, pfn_pte(0, _PAGE_SPECIAL | _PAGE_ACCESSED))
+        zero = pfn_pte(0, _PAGE_SPECIAL | _PAGE_ACCESSED)
+        if m.mutant == MUTANT_ZERO_PAGE_WRITABLE and mm.vmas[idx].prot == PROT_RW:
+            zero = pte_mkwrite(zero)             # mutant: the zero page mapped writable
+        set_pte_at(ptep, vpn, zero)
         return VM_FAULT_OK
     anon_vma_prepare(m, mm, idx)
     pfn = _alloc_anon_folio(m, 0)
@@ -66,7 +70,11 @@ cdef void do_fault_around(machine_t *m, vma_t *v, shmem_t *f, int64_t vpn,
             continue                             # end_pgoff = min(end_pgoff, file_end)
         pfn = xa_load(f, pgoff)
         if pfn == 0:
-            continue                             # next_uptodate_folio: resident only
+            if m.mutant != MUTANT_FAULT_AROUND_ALLOCATES:
+                continue                         # next_uptodate_folio: resident only
+            pfn = shmem_get_folio(m, f, pgoff)   # mutant: fault-around fills holes
+            if pfn == 0:
+                continue
         folio = pfn_folio(&m.mem, pfn)
         folio_get(folio)
         folio.mapcount += 1
@@ -127,6 +135,9 @@ cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexc
     ptep[0] = _new_anon_pte(pfn)
     if old_folio != NULL:
         old_folio.mapcount -= 1
+        if m.mutant == MUTANT_COW_KEEPS_EXCLUSIVE and (old_folio.flags & PG_anon) \
+                and old_folio.refcount > 1:
+            old_folio.flags |= PG_anon_exclusive     # mutant: the old frame stays exclusive
         folio_put(&m.mem, old, old_folio)
     return VM_FAULT_OK
 
@@ -148,10 +159,13 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexcep
         if m.mutant == MUTANT_NO_ANON_EXCLUSIVE_REUSE:
             excl = False                         # mutant: reuse decided by refcount alone
         # PageAnonExclusive || wp_can_reuse_anon_folio (order 0: refcount == 1)
-        if excl or folio.refcount == 1:
+        if excl or folio.refcount == 1 or m.mutant == MUTANT_REUSE_IGNORES_REFCOUNT:
             folio.flags |= PG_anon_exclusive
             ptep[0] = pte_mkwrite(pte_mkdirty(pte))   # wp_page_reuse
             return VM_FAULT_OK
+    elif m.mutant == MUTANT_PRIVATE_FILE_WRITE_TO_PAGECACHE:
+        ptep[0] = pte_mkwrite(pte_mkdirty(pte))  # mutant: Dirty COW, the cache page is written
+        return VM_FAULT_OK
     return wp_page_copy(m, mm, idx, ptep)        # shared anon or a page-cache page
 
 

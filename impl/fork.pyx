@@ -22,6 +22,10 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
     cdef uint64_t *dst = NULL
     cdef uint64_t pte
     cdef folio_t *folio
+    # folio_try_dup_anon_rmap_pte clears PageAnonExclusive; a mutant keeps it
+    cdef uint32_t keep = PG_anon_exclusive if m.mutant == MUTANT_FORK_KEEPS_EXCLUSIVE else 0
+    # ptep_set_wrprotect(src) of a COW mapping; a mutant leaves the parent writable
+    cdef bint wrprotect_src = m.mutant != MUTANT_FORK_NO_WRPROTECT
     if i < end:                                  # the child's table only if needed
         dst = pte_alloc_map(c.dst.pgd, &m.kmem, vpn)
         if dst == NULL:
@@ -33,9 +37,10 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
             folio = pfn_folio(&m.mem, pte_pfn(pte))
             folio.refcount += 1                  # folio_get
             folio.mapcount += 1                  # folio_try_dup_anon_rmap_pte / dup_file_rmap
-            folio.flags &= ~(<uint32_t>PG_anon_exclusive)
+            folio.flags &= ~(<uint32_t>PG_anon_exclusive) | keep
             pte = pte_wrprotect(pte)             # is_cow_mapping: parent and child read-only
-            table[i] = pte
+            if wrprotect_src:
+                table[i] = pte
         table_set(dst, i, pte_mkold(pte))
         i = next_used(table, i + 1, end)
 
@@ -47,6 +52,7 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
     cdef vma_t *pv
     cdef int32_t i
     cdef copy_ctx_t ctx
+    cdef bint wipe
     if child == NULL:
         return NULL
     ctx.m = m
@@ -57,7 +63,9 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
             continue
         cv = pv[0]
         cv.forked = 0
-        if pv.madv & VM_WIPEONFORK:
+        # mutant wipeonfork_copies: a VM_WIPEONFORK VMA is copied like any other
+        wipe = (pv.madv & VM_WIPEONFORK) != 0 and m.mutant != MUTANT_WIPEONFORK_COPIES
+        if wipe:
             cv.anon_vma = 0
         elif pv.anon_vma != 0:
             m.last_anon_vma += 1                 # anon_vma_fork: a new anon_vma, chain of 2
@@ -65,7 +73,7 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
             cv.forked = 1
         if vma_insert(m, child, child.nr_vmas, &cv) < 0:
             break
-        if not (pv.madv & VM_WIPEONFORK) and pv.anon_vma != 0:
+        if not wipe and pv.anon_vma != 0:
             walk_pte_runs(parent.pgd, pv.start, pv.end, copy_pte_run, &ctx)
         if m.kmem.oom:
             break

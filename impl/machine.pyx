@@ -28,14 +28,139 @@ from mmdiff.reference import results as _results
 from mmdiff.reference import state as _state
 from mmdiff.reference.api import InvariantError
 
-# Runtime mutants for the differ's self-test (a single int flag in C).
-# no_anon_exclusive_reuse: PageAnonExclusive is ignored where the kernel trusts it:
-#   do_wp_page reuses by refcount alone, and mprotect(rw) never upgrades an
-#   exclusive anon entry (can_change_pte_writable). Program that shows it:
-#     mmap p0 0x100 1 rw private,anon ; write p0 0x100 1 ; mprotect p0 0x100 1 r ;
-#     mprotect p0 0x100 1 rw ; state p0 0x100
-#   faithful: "anon pte rw dirty softdirty excl", mutant: "anon pte r dirty softdirty excl".
-MUTANTS = {"no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE}
+# --- seeded bugs ---------------------------------------------------------------------------
+# Runtime mutants for the differ's self-test: each breaks ONE kernel rule the way a real
+# kernel bug did, behind one test of the C int machine.mutant (MUTANT_*, constants.pxi) in
+# that rule only. corpus/mutants/<name>.mmd is a faithful program that catches it.
+# MUTANTS: name -> doc (first line: the one-line summary `mmdiff mutants` prints; then
+# the kernel rule broken, the historical bug, and the program that shows it).
+MUTANTS = {
+    "no_anon_exclusive_reuse": """\
+PageAnonExclusive is ignored: write faults reuse by refcount alone, mprotect never upgrades.
+Rule: do_wp_page reuses an AnonExclusive page without looking at its refcount, and
+change_pte_range -> can_change_pte_writable() maps an exclusive anon page writable again
+on mprotect(PROT_READ|PROT_WRITE). History: before PG_anon_exclusive (commit 6c287605fd56
+"mm: remember exclusively mapped anonymous pages with PG_anon_exclusive", 5.19) the kernel
+had no exclusivity bit, the source of the GUP-after-fork COW bugs (CVE-2020-29374); the
+mutant is a kernel without it. Program: write, mprotect r, mprotect rw, `state` shows the
+entry still read-only (faithful: rw excl).""",
+    "cow_keeps_exclusive": """\
+wp_page_copy leaves the old frame marked AnonExclusive although others still map it.
+Rule: after a COW copy the old page loses one mapping and stays non-exclusive; only the
+refcount == 1 reuse of wp_can_reuse_anon_folio may make it exclusive again (an exclusive
+page is mapped by one process: the rule of commit 6c287605fd56 "mm: remember exclusively
+mapped anonymous pages with PG_anon_exclusive"). The mutant sets PageAnonExclusive on the
+old frame while its refcount is still > 1 (others map it), so the next writer reuses a
+frame it does not own. Program: p0 writes, forks p1 and p2; p1 writes (COW copy); p0 writes and
+reuses the frame p2 still maps: p2 reads p0's value (faithful: the original value).""",
+    "fork_no_wrprotect": """\
+copy_present_pte write-protects the child's PTE but leaves the parent's writable.
+Rule: for a COW mapping fork write-protects the entry in BOTH page tables
+(copy_present_pte: `if (is_cow_mapping(vm_flags) && pte_write(pte))
+ptep_set_wrprotect(src_mm, addr, src_pte)`), so the parent's next write faults and copies.
+The mutant skips ptep_set_wrprotect on the source (the "write protect it both in the
+parent and the child" step of the old copy_one_pte): the classic COW bug where the parent
+keeps writing the frame it now shares and the child sees the parent's later stores. Program:
+p0 writes 1, forks p1, writes 2 without a fault: p1 reads 2 (faithful: 1).""",
+    "fork_keeps_exclusive": """\
+fork shares an anon page without clearing PageAnonExclusive.
+Rule: copy_present_pte -> folio_try_dup_anon_rmap_pte() clears PageAnonExclusive when a
+second process maps the page (or copies it when it may be pinned); the PTEs of both become
+read-only. The mutant keeps the bit, so the parent's next write fault takes the
+`PageAnonExclusive -> reuse` branch of do_wp_page and writes the shared frame in place:
+the page_try_dup_anon_rmap() rule of commit 6c287605fd56 broken. Program: p0 writes 1,
+forks p1, writes 2: p1 reads 2 (faithful: 1); `state p0` shows excl after the fork.""",
+    "reuse_ignores_refcount": """\
+do_wp_page reuses a non-exclusive anon page that another process still maps.
+Rule: a write fault on a read-only anon page that is not PageAnonExclusive may reuse it
+only if wp_can_reuse_anon_folio() sees folio_ref_count() == 1 (commit 09854ba94c6a "mm:
+do_wp_page() simplification", the fix of the page_mapcount-based reuse_swap_page() logic
+behind CVE-2020-29374). The mutant reuses any anon page, ignoring the refcount: after fork
+the first writer writes the shared frame and the other process sees the store. Program:
+p0 writes 1, forks p1, p0 writes 2: p1 reads 2 (faithful: 1).""",
+    "private_file_write_to_pagecache": """\
+Dirty COW: a write fault on a page-cache page of a private mapping writes the page cache.
+Rule: in a MAP_PRIVATE file mapping a write to a read-only page-cache page must break COW
+(do_wp_page -> wp_page_copy): the file never sees the store. CVE-2016-5195 (Dirty COW,
+fixed by commit 19be0eaffa3a "mm: remove gup_flags FOLL_WRITE games from
+__get_user_pages()") let such a write land in the page-cache page itself; CVE-2022-2590
+was the same class for shmem. The mutant makes the file page writable in place. Program:
+fwrite 0x10, map private, read (maps the cache page), write 0x11: fread returns 0x11
+(faithful: 0x10) and `state` shows a file entry instead of an anon copy.""",
+    "mprotect_upgrades_cow_page": """\
+mprotect(rw) maps a COW-shared (non-exclusive) anon page writable.
+Rule: change_pte_range may set the write bit on a private mapping's entry only through
+can_change_pte_writable(), which requires an anon page that is PageAnonExclusive (commit
+64fe24a3e05e "mm/mprotect: try avoiding write faults for exclusive anonymous pages when
+changing protection"; tools/testing/selftests/mm/cow.c tests it "with mprotect()
+optimization"). The mutant drops the AnonExclusive test: after fork, mprotect r then rw
+makes the parent's shared page writable and its next store reaches the child. Program:
+p0 writes 1, forks p1, mprotect r/rw, p0 writes 2: p1 reads 2 (faithful: 1).""",
+    "zero_page_writable": """\
+A read fault in a private rw anon VMA maps the shared zero page writable.
+Rule: do_anonymous_page maps the zero page with pte_mkspecial and the COW vm_page_prot
+of a private mapping (read-only), so the first store faults and gets a private page.
+CVE-2017-1000405 ("Huge Dirty COW": touch_pmd made the huge zero page dirty and
+FOLL_COW let it be written) is the historical bug: every later reader of the zero page saw
+the stored data. The mutant maps the zero page writable; a store then changes the zero
+page for every process. Program: read p0 (zero page), write 0x42 to it; a read of another
+untouched page (or another process) returns 0x42 (faithful: 0).""",
+    "munmap_leaves_last_page": """\
+munmap (and MAP_FIXED) zaps one page short: the last page of the range stays mapped.
+Rule: do_vmi_munmap zaps every entry of [start, end) (unmap_region -> unmap_vmas ->
+zap_pte_range) before the VMAs go; no entry may survive outside a VMA. The mutant zaps
+[start, end - 1): an off-by-one range bound that leaves a stale entry to a frame the
+process no longer maps, the use-after-unmap class of CVE-2018-18281 (a stale TLB entry
+after mremap/ftruncate kept a freed page reachable). Program: map 4 pages, write the
+last one, munmap 2 pages at the end, map them again: the old value is still there
+(faithful: 0).""",
+    "wipeonfork_copies": """\
+fork copies the pages of a MADV_WIPEONFORK VMA into the child.
+Rule: dup_mmap gives a VM_WIPEONFORK VMA to the child empty: no anon_vma and no copied
+entries (commit d2cd9ede6e19 "mm,fork: introduce MADV_WIPEONFORK"), so the child reads
+zeroes, the guarantee crypto PRNG state relies on. The mutant copies it like any other
+VMA. Program: p0 writes 0x5ec, madvise wipeonfork, fork: p1 reads 0x5ec (faithful: 0).""",
+    "split_vma_loses_anon_vma": """\
+__split_vma gives the new half no anon_vma: its pages are not copied at fork.
+Rule: __split_vma copies the VMA and anon_vma_clone() links the new half to the same
+anon_vma, so both halves keep their anon pages reachable by rmap and fork
+(vma_needs_copy checks vma->anon_vma). The mutant skips the clone and leaves the upper
+half without anon_vma, the class of the anon_vma_clone() failure-path bugs ("mm: fix
+anon_vma_clone() error treatment"). Program: write two pages, mprotect the second one
+read-only (split), fork: the child reads 0 there (faithful: the value).""",
+    "dontneed_shared_drops_pagecache": """\
+MADV_DONTNEED on a shared mapping also punches the pages out of the file.
+Rule: MADV_DONTNEED only zaps the PTEs (madvise_dontneed_single_vma ->
+zap_page_range_single); in a shared mapping the data stays in the page cache and the
+next access refaults it. Freeing the backing store is MADV_REMOVE (shmem_fallocate
+PUNCH_HOLE); MADV_FREE is refused outside private anon VMAs for the same reason. The mutant
+truncates the range like MADV_REMOVE. Program: shared file mapping, write 0x11,
+madvise dontneed: fread and a re-read return 0 (faithful: 0x11).""",
+    "fault_around_allocates": """\
+Fault-around fills holes: it allocates page-cache pages for the whole window.
+Rule: do_fault_around -> filemap_map_pages maps only pages already uptodate in the page
+cache (next_uptodate_folio skips holes and never allocates or reads); only the faulting
+page itself goes through ->fault (shmem_fault allocates it). The mutant makes
+fault-around allocate every hole of its 16-page window, so one read fault grows the
+file's page cache by up to 16 pages. Program: file of 4 pages with one written page, a
+read of page 0 of a shared mapping: page 2 becomes mapped and resident (faithful: none).""",
+}
+_MUTANT_CODE = {
+    "no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE,
+    "cow_keeps_exclusive": MUTANT_COW_KEEPS_EXCLUSIVE,
+    "fork_no_wrprotect": MUTANT_FORK_NO_WRPROTECT,
+    "fork_keeps_exclusive": MUTANT_FORK_KEEPS_EXCLUSIVE,
+    "reuse_ignores_refcount": MUTANT_REUSE_IGNORES_REFCOUNT,
+    "private_file_write_to_pagecache": MUTANT_PRIVATE_FILE_WRITE_TO_PAGECACHE,
+    "mprotect_upgrades_cow_page": MUTANT_MPROTECT_UPGRADES_COW_PAGE,
+    "zero_page_writable": MUTANT_ZERO_PAGE_WRITABLE,
+    "munmap_leaves_last_page": MUTANT_MUNMAP_LEAVES_LAST_PAGE,
+    "wipeonfork_copies": MUTANT_WIPEONFORK_COPIES,
+    "split_vma_loses_anon_vma": MUTANT_SPLIT_VMA_LOSES_ANON_VMA,
+    "dontneed_shared_drops_pagecache": MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE,
+    "fault_around_allocates": MUTANT_FAULT_AROUND_ALLOCATES,
+}
+assert _MUTANT_CODE.keys() == MUTANTS.keys(), "every mutant needs a doc and a code"
 
 _OPCODE = {
     _ops.Mmap: OP_MMAP, _ops.Munmap: OP_MUNMAP, _ops.Mprotect: OP_MPROTECT,
@@ -137,7 +262,7 @@ cdef class ImplMachine:
         self.m.nr_files = 0
         self.m.cap_files = 0
         self.m.last_anon_vma = 0
-        self.m.mutant = MUTANTS[mutant] if mutant is not None else MUTANT_NONE
+        self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
         self.m.mem.sections = NULL
         self.m.mem.nr_sections = 0
         if mem_map_init(&self.m.mem, &self.m.kmem) < 0:

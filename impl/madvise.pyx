@@ -22,6 +22,35 @@ cdef int _madvise_flag(machine_t *m, mm_t *mm, int32_t idx, int advice) noexcept
     return 0
 
 
+cdef void _mutant_punch_cache(machine_t *m, vma_t *v, int64_t start, int64_t end) noexcept nogil:
+    """Mutant dontneed_shared_drops_pagecache: drop the unmapped page-cache pages of
+    [start, end) of a shared VMA from its file, as MADV_REMOVE (shmem_truncate_range)
+    would; pages some other PTE still maps stay (a truncation would unmap them)."""
+    cdef shmem_t *f = m.files[v.file]
+    cdef int64_t n = f.nr_pages, j, lo = linear_page_index(v, start)
+    cdef int64_t hi = lo + (end - start)
+    cdef cache_page_t *cache
+    cdef folio_t *folio
+    if n == 0:
+        return
+    cache = <cache_page_t *>malloc(n * sizeof(cache_page_t))
+    if cache == NULL:
+        m.kmem.oom = 1
+        return
+    n = shmem_collect(f, cache, n)
+    for j in range(n):
+        if cache[j].pgoff < lo or cache[j].pgoff >= hi:
+            continue
+        folio = pfn_folio(&m.mem, cache[j].pfn)
+        if folio.mapcount != 0:
+            continue
+        xa_store(f, &m.kmem, cache[j].pgoff, 0)  # the slot exists: never allocates
+        f.nr_pages -= 1
+        folio.flags &= ~(<uint32_t>PG_pagecache)
+        folio_put(&m.mem, cache[j].pfn, folio)
+    free(cache)
+
+
 cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
                            int advice) noexcept nogil:
     """Visit the VMAs of [start, end); return 0, ENOMEM (a hole), EINVAL, or -1 (OOM)."""
@@ -35,6 +64,8 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
             hole = True
         if advice == ADV_DONTNEED:
             zap_page_range(m, mm, max(start, v.start), min(end, v.end))
+            if m.mutant == MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE and v.shared:
+                _mutant_punch_cache(m, v, max(start, v.start), min(end, v.end))
         else:
             if advice == ADV_WIPEONFORK and not vma_is_anon_private(v):
                 return EINVAL                    # only private anon may wipe on fork

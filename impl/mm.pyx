@@ -49,7 +49,8 @@ cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexc
         return -1
     if first == last:
         return 0
-    zap_page_range(m, mm, start, end)
+    # mutant munmap_leaves_last_page: the zap stops one page short of the range end
+    zap_page_range(m, mm, start, end - 1 if m.mutant == MUTANT_MUNMAP_LEAVES_LAST_PAGE else end)
     free_pgtables(mm.pgd, &m.kmem, start, end)
     for i in range(last - 1, first - 1, -1):
         vma_remove(m, mm, i)

@@ -18,6 +18,9 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
     cdef machine_t *m = c.m
     cdef bint rw = c.prot == PROT_RW
     cdef bint upgrade_excl = rw and m.mutant != MUTANT_NO_ANON_EXCLUSIVE_REUSE
+    # can_change_pte_writable: anon and PageAnonExclusive; a mutant drops the AE test
+    cdef uint32_t need = PG_anon if m.mutant == MUTANT_MPROTECT_UPGRADES_COW_PAGE \
+        else PG_anon | PG_anon_exclusive
     cdef uint64_t pte
     cdef folio_t *folio
     cdef uint64_t *table = pte_table_of(ptep, vpn)
@@ -31,7 +34,7 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
             pte = pte_wrprotect(pte)
             if upgrade_excl and not pte_special(pte):
                 folio = pfn_folio(&m.mem, pte_pfn(pte))
-                if (folio.flags & (PG_anon | PG_anon_exclusive)) == (PG_anon | PG_anon_exclusive):
+                if (folio.flags & need) == need:
                     pte = pte_mkwrite(pte)
         table[i] = pte
         i = next_used(table, i + 1, end)

@@ -74,6 +74,9 @@ cdef int vma_split(machine_t *m, mm_t *mm, int32_t idx, int64_t at) noexcept nog
     (__split_vma); both halves keep the anon_vma and forked flag. -1 on OOM."""
     cdef vma_t upper = mm.vmas[idx]
     upper.start = at
+    if m.mutant == MUTANT_SPLIT_VMA_LOSES_ANON_VMA:
+        upper.anon_vma = 0                       # mutant: anon_vma_clone skipped
+        upper.forked = 0
     if upper.file != NO_FILE:
         upper.pgoff += at - mm.vmas[idx].start
     mm.vmas[idx].end = at
