@@ -25,16 +25,21 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q -m "not soak"
 
-# Replay every corpus program on both models in lockstep.
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+
+# The main job: replay the corpus on both models in lockstep, then a bounded
+# coverage-guided campaign (60 s, all cores) seeded from it; ends with a summary.
 fuzz: $(STAMP)
-	$(BIN)/mmdiff run corpus/
+	$(BIN)/mmdiff run corpus/ > .mmdiff-replay.log || { cat .mmdiff-replay.log; exit 1; }
+	tail -n 1 .mmdiff-replay.log
+	$(BIN)/mmdiff fuzz corpus/ --max-time 60 --jobs $(NPROC)
 
 bench: $(STAMP)
 	$(BIN)/mmdiff bench
 
 # Build products only; `distclean` also drops the venv.
 clean:
-	rm -rf build mmdiff.egg-info .pytest_cache impl/*.c impl/*.so impl/*.html $(STAMP)
+	rm -rf build mmdiff.egg-info .pytest_cache .mmdiff-work .mmdiff-replay.log impl/*.c impl/*.so impl/*.html $(STAMP)
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 distclean: clean

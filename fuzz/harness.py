@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from mmdiff.fuzz.differ import Divergence
-from mmdiff.fuzz.features import feature_slot
+from mmdiff.fuzz.features import FEATURE_SLOTS, feature_slot
 from mmdiff.fuzz.prog import Prog
 from mmdiff.fuzz.runner import run_lockstep
 from mmdiff.impl import ImplMachine
@@ -20,7 +20,7 @@ from mmdiff.reference import ops as O
 from mmdiff.reference.machine import ReferenceMachine
 from mmdiff.reference.state import canonicalize
 
-HitFn = Callable[[int, bytearray], None]
+HitFn = Callable[[int], None]
 
 
 class Harness:
@@ -32,7 +32,7 @@ class Harness:
         self.mutant = mutant
         self.check_every = max(1, check_every)
         self.hit = hit
-        self.seen = bytearray(4096)         # feature slots reached so far (stats)
+        self.seen = bytearray(FEATURE_SLOTS)         # feature slots reached so far (stats)
         self.ops_run = 0
 
     @property
@@ -59,7 +59,7 @@ class Harness:
                     slot = feature_slot(op.NAME, before, self._entry(ref, op),
                                         res.kind.name, str(res) if res.is_error else "")
                     self.seen[slot] = 1
-                    self.hit(slot, self.seen)
+                    self.hit(slot)
             self.ops_run += len(chunk)
             if imp.run_batch(chunk) != got:
                 return True

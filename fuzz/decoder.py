@@ -1,0 +1,961 @@
+"""The byte decoder: any byte string is a program (atheris/libFuzzer input -> Prog).
+
+``decode(data)`` is total: it never raises, every op kind of ALL_OPS is reachable,
+and every name it emits exists at that line for the text parser (fuzz/text.py), so
+``parse(format_prog(decode(data)))`` always succeeds. ``encode(prog)`` (fuzz/encoder.py)
+is its inverse on valid programs: ``decode(encode(p)).ops() == p.ops()``.
+
+Byte format (syzkaller prog/rand.go chooses args relative to the program's own
+resources; here the resources are a small model of what the program created so far):
+
+- The input is a sequence of records, one op each, at most MAX_OPS ops.
+- A record is RECORD_SIZE = 6 fixed bytes ``[selector, s0, s1, s2, s3, s4]`` plus an
+  extension: for each *used* slot byte equal to ESC (0xff), in slot order, one
+  literal LEB128 varint (at most MAX_VARINT bytes; the last byte's high bit is
+  ignored). A record cut short by the end of the input ends the program cleanly.
+- ``selector`` picks the op kind through the 256-entry table built from OP_WEIGHTS
+  (weighted toward the ops the models support; every kind has at least one entry).
+  Substitutions (decoder._needs), reading the same slot bytes: an op that needs a
+  name kind none of which exists yet (``pread`` before any ``pin``) becomes the op
+  that creates it; when slot 0 is clustered, an access (read, write, munmap, ...)
+  to a process with no tracked VMA becomes an ``mmap`` there, and an ``exit`` of
+  the last live process becomes a ``fork``. A literal slot 0 (ESC) turns the last
+  two off, so the encoder can still write such ops exactly.
+- Slots are the op's arguments in the order of ``_SPECS`` (unused slots are
+  ignored; their bytes are still part of the fixed record, so a selector flip does
+  not shift the rest of the input). A slot byte other than ESC is a *clustered*
+  choice relative to the tracked state (``_Track``): a live process, pin or
+  subscription by creation index; a VPN at the start/end/middle/edge of one of the
+  process's tracked VMAs, on a 512-page boundary, in a fresh area, or deliberately
+  invalid (0, below 16, beyond TASK_SIZE, past 2^52); a length of 1, a few pages,
+  the rest of the VMA, 512, 0 or past TASK_SIZE; small or extreme values. ESC
+  makes the slot a *literal*: the varint gives the exact argument (numbers masked
+  to 64 bits, names by index, enums by index), so any valid program can be encoded.
+- A populating op (``mmap ... populate``, ``madvise populate_*`` over tracked VMAs)
+  walks at most POPULATE_MAX pages: decode caps npages there (the models fault page
+  by page; a 2^30-page populate stalls the fuzzer) and encode refuses larger ones.
+- The tracker is approximate (no faults, no merges, optimistic about errors): it
+  only steers choices, it never decides validity; names follow the parser's rules.
+
+Locality: records are fixed width and choices are relative to creation indexes
+that later ops do not renumber, so flipping one byte changes one op's arguments
+(and the later ops that address what that op created), not the whole tail.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+from mmdiff.fuzz.prog import Prog, Stmt
+from mmdiff.reference import ops as O
+from mmdiff.reference.ops import (
+    ADDR_LIMIT_PAGES,
+    HPAGE_PMD_NR,
+    MMAP_MIN_PAGES,
+    TASK_SIZE_PAGES,
+    U64_MASK,
+)
+
+RECORD_SIZE = 6          # selector + NSLOTS slot bytes
+NSLOTS = RECORD_SIZE - 1
+ESC = 0xFF               # a slot byte that announces a literal varint in the extension
+MAX_VARINT = 12          # bytes: 84 bits, enough for the widest packed literal (74 bits)
+MAX_OPS = 256            # program length cap
+# Pages one populating op (mmap ... populate, madvise populate_*) may walk: the models
+# fault page by page, and a 2^30-page populate would stall the fuzzer (walk_too_long).
+POPULATE_MAX = 2 * HPAGE_PMD_NR
+_MAX_REGIONS = 24        # tracked VMAs per process (creation-indexed, with tombstones)
+
+# Selector weights (sum 256). The issue-3 scope (rules.md) gets most of the mass; every
+# other kind keeps a few entries so it stays reachable when the models grow.
+OP_WEIGHTS: dict[type, int] = {
+    O.Mmap: 34, O.Munmap: 14, O.Mprotect: 16, O.Madvise: 18, O.Read: 30, O.Write: 36,
+    O.Fork: 12, O.Exit: 4, O.File: 6, O.FileRead: 7, O.FileWrite: 9, O.State: 10,
+    O.Same: 6,
+}
+for _cls in O.ALL_OPS:
+    OP_WEIGHTS.setdefault(_cls, 2)
+
+
+# --- the tracked state ---------------------------------------------------------------
+
+class _Track:
+    """What the program created so far, as the decoder (and the encoder) sees it.
+
+    Name counters follow fuzz/text.py's _Names exactly (fork/pin/mirror count even if
+    the op will fail), so every emitted name parses; liveness and VMAs are guesses.
+    """
+
+    __slots__ = ("next_proc", "regions", "top", "next_pin", "pins", "next_sub", "subs",
+                 "files", "file_pages", "vms", "vm_range")
+
+    def __init__(self) -> None:
+        self.next_proc = 1                          # p0 exists at start
+        self.regions: dict[str, list] = {"p0": []}  # live proc -> [(start, end) | None]
+        self.top = "p0"                             # the newest live process ("" if none)
+        self.next_pin = 1                           # h1 is the first pin
+        self.pins: dict[str, int] = {}              # live pin -> npages
+        self.next_sub = 1
+        self.subs: set[str] = set()
+        self.files: list[str] = []                  # defined, in definition order
+        self.file_pages: dict[str, int] = {}        # name -> size in pages (tracked)
+        self.vms: list[str] = []
+        self.vm_range: dict[str, tuple[int, int]] = {}   # name -> (start, npages)
+
+
+def _names(prefix: str) -> tuple[str, ...]:
+    """Name strings by index: counted names never exceed MAX_OPS + 1."""
+    return tuple(f"{prefix}{i}" for i in range(MAX_OPS + 2))
+
+
+_PNAMES, _HNAMES, _MNAMES = _names("p"), _names("h"), _names("m")
+
+
+def _nearest(names: tuple, live, t: int, nxt: int) -> str:
+    """The live name with index t, else the nearest live one below, else above; '' if none."""
+    if t < nxt and names[t] in live:
+        return names[t]
+    for i in range(min(t, nxt) - 1, -1, -1):
+        if names[i] in live:
+            return names[i]
+    for i in range(t + 1, nxt):
+        if names[i] in live:
+            return names[i]
+    return ""
+
+
+def _region(regs: list, t: int) -> tuple[int, int]:
+    """The tracked VMA with creation index t (or the nearest live one); a default if none."""
+    n = len(regs)
+    if n:
+        i = t if t < n else n - 1
+        for k in range(i, -1, -1):
+            if regs[k] is not None:
+                return regs[k]
+        for k in range(i + 1, n):
+            if regs[k] is not None:
+                return regs[k]
+    return _DEFAULT_REGION
+
+
+_DEFAULT_REGION = (0x100, 0x110)
+
+
+def _subtract(regs: list, a: int, b: int) -> None:
+    """Remove [a, b) from the tracked VMAs (do_vmi_munmap's split at the boundaries)."""
+    for i in range(len(regs)):
+        r = regs[i]
+        if r is None or r[1] <= a or r[0] >= b:
+            continue
+        left = (r[0], a) if r[0] < a else None
+        right = (b, r[1]) if r[1] > b else None
+        regs[i] = left or right
+        if left and right and len(regs) < _MAX_REGIONS:
+            regs.append(right)
+
+
+def _pick_addr(regs: list, npages: int, align: int) -> int:
+    """Roughly the address mmap(vpn=0) picks: lowest free range from MMAP_MIN_PAGES."""
+    cand = -(-MMAP_MIN_PAGES // align) * align
+    for s, e in sorted(r for r in regs if r is not None):
+        if s >= cand + npages:
+            break
+        if e > cand:
+            cand = -(-e // align) * align
+    return cand
+
+
+def _pidx(name: str) -> int:
+    return int(name[1:])
+
+
+# --- slots: one clustered decoder + one literal inverse per argument kind ----------------
+
+class _Slot(NamedTuple):
+    """dec(track, vals, byte, literal) -> value; lit(track, vals, value) -> literal or None.
+
+    ``vals`` holds the op's fields decoded so far (slots depend only on earlier ones).
+    """
+
+    dec: Callable
+    lit: Callable
+
+
+def _live_name(names: tuple, live, nxt: int, first: int, b: int, x: int) -> str:
+    """A counted name: clustered on live ones by creation index, literal by index."""
+    if b == ESC:
+        return names[first + x % (nxt - first)]
+    t = first + ((b & 15) if b & 0x80 else (b & 3))
+    if t < nxt and names[t] in live:
+        return names[t]
+    # else the nearest live one; none alive: a dead but parseable name (ESRCH paths)
+    return _nearest(names, live, t, nxt) or names[min(t, nxt - 1)]
+
+
+def _lit_index(first: int, counter: str):
+    """The literal of a counted name: its index above the first; None if not yet created."""
+    def lit(t, v, value):
+        i = _pidx(value)
+        return i - first if first <= i < getattr(t, counter) else None
+    return lit
+
+
+def _proc_dec(t, v, b, x):
+    if b != ESC:                          # the common cases of _live_name, inlined
+        i = (b & 15) if b & 0x80 else (b & 3)
+        if i < t.next_proc:
+            if _PNAMES[i] in t.regions:
+                return _PNAMES[i]
+        elif t.top:
+            return t.top                  # = _nearest's answer past the last name
+    return _live_name(_PNAMES, t.regions, t.next_proc, 0, b, x)
+
+
+PROC = _Slot(_proc_dec, _lit_index(0, "next_proc"))
+PIN = _Slot(lambda t, v, b, x: _live_name(_HNAMES, t.pins, t.next_pin, 1, b, x),
+            _lit_index(1, "next_pin"))
+SUB = _Slot(lambda t, v, b, x: _live_name(_MNAMES, t.subs, t.next_sub, 1, b, x),
+            _lit_index(1, "next_sub"))
+
+
+def _defined(names: list, b: int, x: int) -> str:
+    if b == ESC:
+        return names[x % len(names)]
+    return names[min(b & 7, len(names) - 1)]
+
+
+FILE = _Slot(lambda t, v, b, x: _defined(t.files, b, x),
+             lambda t, v, value: t.files.index(value) if value in t.files else None)
+VM = _Slot(lambda t, v, b, x: _defined(t.vms, b, x),
+           lambda t, v, value: t.vms.index(value) if value in t.vms else None)
+
+
+def _new_name(prefix: str, names: list, b: int, x: int) -> str:
+    """A name to define: the smallest unused index (literal: the smallest unused >= x)."""
+    used = {_pidx(n) for n in names}
+    k = x if b == ESC else 0
+    while k in used:
+        k += 1
+    return f"{prefix}{k}"
+
+
+NEWFILE = _Slot(lambda t, v, b, x: _new_name("f", t.files, b, x),
+                lambda t, v, value: None if value in t.files else _pidx(value))
+NEWVM = _Slot(lambda t, v, b, x: _new_name("v", t.vms, b, x),
+              lambda t, v, value: None if value in t.vms else _pidx(value))
+DEV = _Slot(lambda t, v, b, x: f"d{x}" if b == ESC else f"d{(b & 3) if b >= 192 else (b & 1)}",
+            lambda t, v, value: _pidx(value))
+
+
+def _vma_of(t: _Track, proc: str, k: int) -> tuple[int, int]:
+    regs = t.regions.get(proc)
+    r = regs[k] if regs and k < len(regs) else None
+    return r if r is not None else _region(regs or (), k)
+
+
+def _vpn_mmap(proc_field: str) -> _Slot:
+    """Where to mmap: fresh areas (small or 2 MiB-aligned), 0 (the model picks), over or
+    next to a tracked VMA (MAP_FIXED replace, merges), or out of range."""
+
+    def dec(t, v, b, x):
+        if b == ESC:
+            return x & U64_MASK
+        mode, j = b >> 4, b & 15
+        if mode < 3:
+            return 0x100 + 0x10 * (j + 16 * mode)  # a fresh small area
+        if mode < 6:
+            return HPAGE_PMD_NR * (1 + j + 16 * (mode - 3))   # a fresh 2 MiB-aligned area
+        if mode == 6:
+            return 0 if j < 12 else j - 12        # 0: the model picks; < 16: EPERM
+        if mode == 7:                             # deliberately out of range
+            return TASK_SIZE_PAGES - 4 + j if j < 8 else ADDR_LIMIT_PAGES - 16 + j
+        s, e = _vma_of(t, v[proc_field], j & 7)
+        sub = j >> 3
+        if mode < 10:
+            return e + sub                        # right after a VMA: merge candidates
+        if mode < 12:
+            return max(s - 1 - sub, 1)            # right before one
+        if mode == 12:
+            return s                              # replace its start (MAP_FIXED)
+        if mode == 13:
+            return (s + e) // 2                   # replace its middle: splits
+        return (s // HPAGE_PMD_NR + 1 + sub) * HPAGE_PMD_NR   # the next PMD line
+
+    return _Slot(dec, lambda t, v, value: value)
+
+
+def _vpn(proc_field: str) -> _Slot:
+    """A VPN to access in the process in proc_field: mostly inside one of its tracked
+    VMAs (start, last page, middle, PMD lines), sometimes just outside or invalid."""
+
+    def dec(t, v, b, x):
+        if b == ESC:
+            return x & U64_MASK
+        mode, j = b >> 4, b & 15
+        s, e = _vma_of(t, v[proc_field], j & 7)
+        n, sub = e - s, j >> 3
+        if mode == 0 or mode == 14:
+            return s
+        if mode == 1:
+            return s + 1 + sub
+        if mode == 2:
+            return max(e - 1 - sub, s)             # the last page
+        if mode == 3 or mode == 8:
+            return s + j % n
+        if mode == 4:
+            return e - 1 - j % n
+        if mode == 5:
+            return (s + e) // 2
+        if mode == 6:                              # a PMD line inside (huge pages)
+            line = -(-s // HPAGE_PMD_NR) * HPAGE_PMD_NR
+            return line if line < e else s
+        if mode == 7:
+            return s + (n * (1 + 2 * sub)) // 4
+        if mode == 9:
+            return e if j < 8 else max(s - 1, 0)   # just past the end / before the start
+        if mode == 10:
+            return j if j < 4 else s + j % n       # low: never mapped (< 16)
+        if mode == 11:                             # deliberately out of range
+            return TASK_SIZE_PAGES - 2 + j if j < 4 else ADDR_LIMIT_PAGES - 8 + j if j < 8 \
+                else s + j % n
+        if mode == 12:
+            return s + (j >> 1)                    # may run past a small VMA
+        if mode == 13:
+            return s + (j * 37) % n
+        return s + sub                             # 15
+
+    return _Slot(dec, lambda t, v, value: value)
+
+
+def _containing(regs, vpn: int) -> Optional[tuple[int, int]]:
+    for r in regs:
+        if r is not None and r[0] <= vpn < r[1]:
+            return r
+    return None
+
+
+_REST_MODES = frozenset((2, 3, 4, 5, 12, 14))   # lengths relative to the containing VMA
+
+
+def _npages(proc_field: str, vpn_field: str) -> _Slot:
+    """A length for the range at vpn_field, relative to the VMA containing it."""
+
+    def dec(t, v, b, x):
+        if b == ESC:
+            return x & U64_MASK
+        mode, j = b >> 4, b & 15
+        if mode == 0 or mode == 10:
+            return 1
+        vpn = v[vpn_field]
+        if mode in _REST_MODES:
+            r = _containing(t.regions.get(v[proc_field], ()), vpn)
+            if r is not None:
+                if mode == 4:
+                    return r[1] - r[0]             # the VMA's length (overruns if inside)
+                if mode == 5:
+                    return r[1] - vpn + 1 + (j & 3)    # overrun into what follows
+                if mode == 12:
+                    return max(r[1] - vpn - (j & 3), 1)
+                return r[1] - vpn                  # the rest of the VMA
+            return 1 + (j & 7)
+        if mode == 6:
+            return HPAGE_PMD_NR
+        if mode == 7:
+            return HPAGE_PMD_NR * (1 + (j & 3)) if j < 8 else HPAGE_PMD_NR - vpn % HPAGE_PMD_NR
+        if mode == 8:
+            return 0 if j < 4 else 1 + (j & 3)     # 0: EINVAL / no-op paths
+        if mode == 9:                              # past TASK_SIZE (or the 2^52 wrap)
+            end = TASK_SIZE_PAGES + 1 + (j & 3) if j < 8 else ADDR_LIMIT_PAGES + 1 + (j & 3)
+            return max(end - vpn, 1) & U64_MASK
+        if mode == 11:
+            return 2
+        if mode == 1:
+            return 1 + (j & 3)
+        return 1 + j                               # 13, 15
+
+    return _Slot(dec, lambda t, v, value: value)
+
+
+def _value_dec(b: int) -> int:
+    if b < 160:
+        return b & 31                              # small, often equal (KSM, same values)
+    if b < 192:
+        return (b & 31) << 8
+    if b < 224:
+        return U64_MASK - (b & 31)                 # wraps on add
+    return 1 << (2 * (b - 224))
+
+
+VALUE = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC else _value_dec(b),
+              lambda t, v, value: value)
+
+# Clustered prots: rw 5 times in 8 (writes should mostly work), none once.
+_PROTS = (O.Prot.RW, O.Prot.R, O.Prot.RW, O.Prot.NONE, O.Prot.RW, O.Prot.R, O.Prot.RW, O.Prot.RW)
+_PROT_LIST = tuple(O.Prot)      # literal prots: x % 3
+PROT = _Slot(lambda t, v, b, x: _PROT_LIST[x % 3] if b == ESC else _PROTS[b & 7],
+             lambda t, v, value: _PROT_LIST.index(value))
+
+
+def _flag_table() -> tuple[frozenset, ...]:
+    """32 clustered mmap flag sets: mostly valid ones, 4 invalid mixes (EINVAL/ENOSYS)."""
+    F = O.MapFlag
+    valid = [{F.PRIVATE, F.ANON}] * 10 + [{F.SHARED, F.ANON}] * 4 + [{F.PRIVATE}] * 5 \
+        + [{F.SHARED}] * 4 + [{F.PRIVATE, F.ANON, F.POPULATE}] * 3 \
+        + [{F.SHARED, F.POPULATE}, {F.PRIVATE, F.POPULATE}]
+    invalid = [{F.ANON}, {F.PRIVATE, F.SHARED, F.ANON}, set(), {F.PRIVATE, F.ANON, F.PFNMAP}]
+    table = [frozenset(c) for c in valid + invalid]
+    assert len(table) == 32, len(table)
+    return tuple(table)
+
+
+_FLAGS = _flag_table()
+_FLAG_ORDER = tuple(O.MapFlag)
+# Literal flags: bit i set <=> MapFlag #i (enum order) is in the set.
+_FLAG_SUBSETS = tuple(frozenset(f for i, f in enumerate(_FLAG_ORDER) if m >> i & 1)
+                      for m in range(1 << len(_FLAG_ORDER)))
+# Flag sets as set members (frozenset hashes are cached; Enum.__hash__ is Python code).
+_ANON_SETS = frozenset(fl for fl in _FLAG_SUBSETS if O.MapFlag.ANON in fl)
+_PRIVATE_SETS = frozenset(fl for fl in _FLAG_SUBSETS if O.MapFlag.PRIVATE in fl)
+_POPULATE_SETS = frozenset(fl for fl in _FLAG_SUBSETS if O.MapFlag.POPULATE in fl)
+_MAPPABLE_SETS = frozenset(  # exactly one of private/shared, no pfnmap (rules.md)
+    fl for fl in _FLAG_SUBSETS if (O.MapFlag.PRIVATE in fl) != (O.MapFlag.SHARED in fl)
+    and O.MapFlag.PFNMAP not in fl)
+
+
+_FILELESS = {fl: fl | {O.MapFlag.ANON} for fl in _FLAGS}
+
+
+def _protflags_dec(t, v, b, x):
+    if b == ESC:
+        return _PROT_LIST[x % 3], _FLAG_SUBSETS[(x // 3) % len(_FLAG_SUBSETS)]
+    flags = _FLAGS[b >> 3]
+    if not t.files and flags not in _ANON_SETS and flags in _MAPPABLE_SETS:
+        flags = _FILELESS[flags]          # no file to map yet: the anon equivalent
+    return _PROTS[b & 7], flags
+
+
+PROTFLAGS = _Slot(_protflags_dec,
+                  lambda t, v, value: _PROT_LIST.index(value[0]) + 3 * _FLAG_SUBSETS.index(value[1]))
+
+
+def _fileoff_dec(t, v, b, x):
+    """mmap's (file, off): a defined file for file-backed flags, rarely for anon ones."""
+    files = t.files
+    if b == ESC:
+        f = files[(x >> 2 & 0xFF) % len(files)] if x & 1 and files else None
+        return f, (x >> 10 & U64_MASK) if x & 2 else None
+    if not files or (v["flags"] in _ANON_SETS and b < 240):
+        return None, None
+    f = files[min(b & 7, len(files) - 1)]
+    mode = b >> 4
+    if mode < 8:
+        return f, None
+    size = t.file_pages.get(f, 0)
+    off = (0, 0, 0, 1, 2, HPAGE_PMD_NR, size, max(size - 1, 0))[mode - 8]
+    return f, off
+
+
+def _fileoff_lit(t, v, value):
+    f, off = value
+    if f is not None and f not in t.files:
+        return None
+    x = (1 if f is not None else 0) | (2 if off is not None else 0)
+    if f is not None:
+        i = t.files.index(f)
+        if i > 0xFF:
+            return None
+        x |= i << 2
+    if off is not None:
+        x |= off << 10
+    return x
+
+
+FILEOFF = _Slot(_fileoff_dec, _fileoff_lit)
+
+# Advice, weighted toward the advices the models implement (rules.md).
+_A = O.Advice
+_ADVICES = (_A.DONTNEED,) * 4 + (_A.DONTFORK, _A.DOFORK, _A.WIPEONFORK, _A.KEEPONFORK,
+                                  _A.POPULATE_READ, _A.POPULATE_WRITE) * 2 \
+    + (_A.HUGEPAGE, _A.NOHUGEPAGE, _A.COLLAPSE, _A.PAGEOUT, _A.MERGEABLE, _A.UNMERGEABLE)
+_ADVICE_LIST = tuple(_A)
+ADVICE = _Slot(lambda t, v, b, x: _ADVICE_LIST[x % len(_ADVICE_LIST)] if b == ESC
+               else _ADVICES[b % len(_ADVICES)],
+               lambda t, v, value: _ADVICE_LIST.index(value))
+
+_PINMODES = tuple(O.PinMode)
+PINMODE = _Slot(lambda t, v, b, x: _PINMODES[(x if b == ESC else b) & 3],
+                lambda t, v, value: _PINMODES.index(value))
+
+
+def _small_index(n: int, b: int) -> int:
+    """An index into something n long: mostly inside, sometimes at/after its end."""
+    mode, j = b >> 4, b & 15
+    if mode < 11:
+        return j % n if n else j
+    if mode == 11:
+        return n
+    if mode == 12:
+        return max(n - 1, 0)
+    if mode == 13:
+        return HPAGE_PMD_NR + j
+    return j
+
+
+PIN_INDEX = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
+                  else _small_index(t.pins.get(v["pin"], 1), b),
+                  lambda t, v, value: value)
+PGOFF = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
+              else _small_index(t.file_pages.get(v["file"], 0), b),
+              lambda t, v, value: value)
+
+
+def _span_dec(t, v, b, x):
+    if b == ESC:
+        return x & U64_MASK
+    size, pgoff = t.file_pages.get(v["file"], 0), v["pgoff"]
+    mode, j = b >> 4, b & 15
+    if mode < 4:
+        return max(size - pgoff, 1)               # to the end of the file
+    if mode == 4:
+        return 0
+    if mode == 5:
+        return HPAGE_PMD_NR
+    return 1 + j
+
+
+FILE_SPAN = _Slot(_span_dec, lambda t, v, value: value)
+
+_FILE_SIZES = (1, 2, 4, 8, 16, 3, 0, HPAGE_PMD_NR, 2 * HPAGE_PMD_NR, 32, 64, 5, 6, 7, 12, 1)
+FILE_NPAGES = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC else _FILE_SIZES[b >> 4],
+                    lambda t, v, value: value)
+DEVMEM = _Slot(lambda t, v, b, x: bool(x & 1) if b == ESC else b >= 224,
+               lambda t, v, value: int(value))
+ASYNC = _Slot(lambda t, v, b, x: bool(x & 1) if b == ESC else b >= 192,
+              lambda t, v, value: int(value))
+
+# GPU VM ranges: drm_gpuvm_init's [start, start+npages); None = the default range.
+VM_START = _Slot(lambda t, v, b, x: (None if x == 0 else (x - 1) & U64_MASK) if b == ESC
+                 else None if b < 128 else (b & 15) * HPAGE_PMD_NR,
+                 lambda t, v, value: 0 if value is None else value + 1)
+VM_NPAGES = _Slot(lambda t, v, b, x: None if v["start"] is None
+                  else x & U64_MASK if b == ESC else HPAGE_PMD_NR * (1 + (b & 7)) - (b >> 7),
+                  lambda t, v, value: 0 if value is None else value)
+
+
+def _va_dec(t, v, b, x):
+    if b == ESC:
+        return x & U64_MASK
+    start, n = t.vm_range.get(v["vm"], (0, 4 * HPAGE_PMD_NR))
+    mode, j = b >> 4, b & 15
+    if mode < 6:
+        return start + j
+    if mode < 10:
+        return start + HPAGE_PMD_NR * (j & 3) + (j >> 2) * 16
+    if mode < 12:
+        return start + n + (j & 3) - 2                # the range's end edge
+    if mode == 12:
+        return max(start - 1 - j, 0)
+    return start + (n * (1 + (j & 3))) // 4
+
+
+VA = _Slot(_va_dec, lambda t, v, value: value)
+VA_NPAGES = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
+                  else (1 + (b & 15), 16, HPAGE_PMD_NR, 0)[(b >> 4) & 3] if b < 224
+                  else t.vm_range.get(v["vm"], (0, 1))[1],
+                  lambda t, v, value: value)
+
+
+def _off_async_dec(t, v, b, x):
+    if b == ESC:
+        return (x >> 1) & U64_MASK, bool(x & 1)
+    size = t.file_pages.get(v["file"], 0)
+    return _small_index(size, (b & 0x3F) << 2), (b & 0xC0) == 0xC0
+
+
+OFF_ASYNC = _Slot(_off_async_dec, lambda t, v, value: value[0] << 1 | int(value[1]))
+COUNT = _Slot(lambda t, v, b, x: (None if x == 0 else (x - 1) & U64_MASK) if b == ESC
+              else None if b < 128 else b & 3,
+              lambda t, v, value: 0 if value is None else value + 1)
+
+_SETKEYS = tuple(O.SetKey)
+SETKEY = _Slot(lambda t, v, b, x: _SETKEYS[(x if b == ESC else b) & 3],
+               lambda t, v, value: _SETKEYS.index(value))
+_MAX_PTES_NONE = HPAGE_PMD_NR   # values 0..511
+
+
+def _setvalue_dec(t, v, b, x):
+    allowed = O.SET_VALUES[v["key"]]
+    n = x if b == ESC else b
+    if allowed is not None:
+        return allowed[n % len(allowed)]
+    return str(n % _MAX_PTES_NONE if b == ESC else (0, 1, 8, 64, 256, 511, b, b >> 1)[b & 7])
+
+
+def _setvalue_lit(t, v, value):
+    allowed = O.SET_VALUES[v["key"]]
+    return allowed.index(value) if allowed is not None else int(value)
+
+
+SETVALUE = _Slot(_setvalue_dec, _setvalue_lit)
+
+
+# --- the op table: which slot decodes which field, in slot order -------------------------
+
+_P, _V, _N = ("proc", PROC), ("vpn", _vpn("proc")), ("npages", _npages("proc", "vpn"))
+_VAL = ("value", VALUE)
+_F, _PG = ("file", FILE), ("pgoff", PGOFF)
+_D, _VMN = ("dev", DEV), ("vm", VM)
+
+_SPECS: dict[type, tuple] = {
+    O.Mmap: (_P, ("vpn", _vpn_mmap("proc")), _N, (("prot", "flags"), PROTFLAGS),
+             (("file", "off"), FILEOFF)),
+    O.Munmap: (_P, _V, _N),
+    O.Mprotect: (_P, _V, _N, ("prot", PROT)),
+    O.Madvise: (_P, _V, _N, ("advice", ADVICE)),
+    O.Read: (_P, _V),
+    O.Write: (_P, _V, _VAL),
+    O.Fork: (_P,),
+    O.Exit: (_P,),
+    O.Poke: (_P, _V, _VAL),
+    O.ClearRefs: (_P,),
+    O.Pin: (_P, _V, _N, ("mode", PINMODE)),
+    O.PinRead: (("pin", PIN), ("index", PIN_INDEX)),
+    O.PinWrite: (("pin", PIN), ("index", PIN_INDEX), _VAL),
+    O.Unpin: (("pin", PIN),),
+    O.File: (("file", NEWFILE), ("npages", FILE_NPAGES), ("devmem", DEVMEM)),
+    O.FileRead: (_F, _PG),
+    O.FileWrite: (_F, _PG, _VAL),
+    O.WpRange: (_F, _PG, ("npages", FILE_SPAN)),
+    O.CleanRecord: (_F, _PG, ("npages", FILE_SPAN)),
+    O.Split: (_P, _V),
+    O.KsmScan: (),
+    O.Mirror: (_D, _P, _V, _N),
+    O.Unmirror: (("sub", SUB),),
+    O.DevRead: (_D, _P, _V),
+    O.DevWrite: (_D, _P, _V, _VAL),
+    O.DevExclusive: (_D, _P, _V),
+    O.DevAtomic: (_D, _P, _V, ("add", VALUE)),
+    O.DevEvents: (_D,),
+    O.Lock: (_P, _V),
+    O.Unlock: (_P, _V),
+    O.VmInit: (("vm", NEWVM), ("start", VM_START), ("npages", VM_NPAGES)),
+    O.BindMap: (_VMN, ("va", VA), ("npages", VA_NPAGES), _F, (("off", "is_async"), OFF_ASYNC)),
+    O.BindUnmap: (_VMN, ("va", VA), ("npages", VA_NPAGES), ("is_async", ASYNC)),
+    O.VmRun: (_VMN, ("count", COUNT)),
+    O.GpuRead: (_VMN, ("va", VA)),
+    O.UnbindObj: (_F,),
+    O.VmState: (_VMN,),
+    O.Set: (("key", SETKEY), ("value", SETVALUE)),
+    O.State: (_P, _V),
+    O.Same: (_P, _V, ("proc2", PROC), ("vpn2", _vpn("proc2"))),
+}
+
+
+def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
+    """The op to emit instead of cls when a name kind cls needs does not exist yet.
+
+    When slot 0 is clustered (not ESC), also: an access to a process with no tracked
+    VMA becomes ``mmap`` in that process (else every op before the first mmap is a
+    SEGV), and an ``exit`` of the last live process becomes ``fork`` (after it every
+    later op is ESRCH: a wasted input). A literal slot 0 keeps the op as written.
+    """
+    kinds = _NEEDED[cls]
+    if "vma" in kinds:
+        if slot0 != ESC:
+            regs = t.regions.get(_proc_dec(t, None, slot0, 0))
+            if regs is not None and not any(regs):
+                return O.Mmap
+        return None
+    if "live" in kinds:
+        return O.Fork if len(t.regions) <= 1 and slot0 != ESC else None
+    if "pin" in kinds and t.next_pin == 1:
+        return O.Pin
+    if "sub" in kinds and t.next_sub == 1:
+        return O.Mirror
+    if "vm" in kinds and not t.vms:
+        return O.VmInit
+    if "file" in kinds and not t.files:
+        return O.File
+    return None
+
+
+# Name fields an op cannot be written without (mmap's file= is optional; file/vm
+# define their name rather than use one).
+_NEEDED = {cls: frozenset(f for f, slot in spec if f in ("pin", "sub", "vm", "file")
+                          and slot in (PIN, SUB, VM, FILE))
+           for cls, spec in _SPECS.items()}
+_NEEDED[O.Exit] = frozenset(("live",))
+_NEEDED.update({cls: frozenset(("vma",)) for cls, spec in _SPECS.items()
+                if cls is not O.Mmap and spec[:2] == (_P, _V)})
+
+
+_POPULATE_ADVICE = frozenset((O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE))
+
+
+def walk_too_long(t: _Track, op) -> bool:
+    """Would op populate more than POPULATE_MAX pages, page by page?
+
+    mmap populates its whole (valid) range; madvise_populate stops at the first page
+    without a VMA, so it counts only when the tracked VMAs cover more than
+    POPULATE_MAX pages from op.vpn on. decode() caps npages at POPULATE_MAX there and
+    encode() refuses such an op: an input that stalls the models is no use to a fuzzer.
+    """
+    if op.__class__ is O.Mmap:
+        return (op.flags in _POPULATE_SETS and op.npages > POPULATE_MAX
+                and op.vpn + op.npages <= TASK_SIZE_PAGES)
+    if op.__class__ is O.Madvise and op.advice in _POPULATE_ADVICE \
+            and op.npages > POPULATE_MAX:
+        regs = t.regions.get(op.proc, ())
+        end, limit = op.vpn, min(op.vpn + POPULATE_MAX, ADDR_LIMIT_PAGES)
+        while end <= limit:                       # follow contiguous tracked VMAs
+            r = _containing(regs, end)
+            if r is None:
+                return False
+            end = r[1]
+        return True
+    return False
+
+
+class DecoderTableError(TypeError):
+    """_SPECS or OP_WEIGHTS does not match reference/ops.py; raised at import."""
+
+
+def _selector_table() -> tuple[type, ...]:
+    table = [cls for cls in O.ALL_OPS for _ in range(OP_WEIGHTS[cls])]
+    if len(table) != 256:
+        raise DecoderTableError(f"OP_WEIGHTS sum to {len(table)}, need 256: adjust the "
+                                f"weights in fuzz/decoder.py")
+    return tuple(table)
+
+
+def _check_specs() -> None:
+    from dataclasses import fields
+    for cls in O.ALL_OPS:
+        if cls not in _SPECS:
+            raise DecoderTableError(f"op {cls.__name__} has no slot spec in fuzz/decoder.py "
+                                    f"_SPECS: add one so the decoder can emit it")
+        spec = _SPECS[cls]
+        named = [n for f, _ in spec for n in ((f,) if isinstance(f, str) else f)]
+        declared = [f.name for f in fields(cls)]
+        if sorted(named) != sorted(declared) or len(spec) > NSLOTS:
+            raise DecoderTableError(f"op {cls.__name__}: slots {named} must name exactly "
+                                    f"its fields {declared} in at most {NSLOTS} slots")
+
+
+_check_specs()
+SELECTOR = _selector_table()
+
+
+# --- applying an op to the tracked state -------------------------------------------------
+
+def _mmap_ok(op: O.Mmap) -> bool:
+    """rules.md's mmap checks, roughly: would this mmap create a VMA?"""
+    fl = op.flags
+    return (op.npages > 0 and fl in _MAPPABLE_SETS
+            and (fl in _ANON_SETS) != (op.file is not None)
+            and (op.vpn == 0 or MMAP_MIN_PAGES <= op.vpn <= TASK_SIZE_PAGES - op.npages))
+
+
+def _apply_mmap(t: _Track, op: O.Mmap) -> None:
+    regs = t.regions.get(op.proc)
+    if regs is None or not _mmap_ok(op):
+        return
+    vpn = op.vpn
+    if vpn == 0:                         # thp_get_unmapped_area aligns private anon
+        huge = op.file is None and op.flags in _PRIVATE_SETS \
+            and op.npages % HPAGE_PMD_NR == 0
+        vpn = _pick_addr(regs, op.npages, HPAGE_PMD_NR if huge else 1)
+    _subtract(regs, vpn, vpn + op.npages)
+    if len(regs) < _MAX_REGIONS:
+        regs.append((vpn, vpn + op.npages))
+
+
+def _apply_munmap(t: _Track, op: O.Munmap) -> None:
+    regs = t.regions.get(op.proc)
+    if regs is not None and 0 < op.npages <= TASK_SIZE_PAGES - op.vpn:
+        _subtract(regs, op.vpn, op.vpn + op.npages)
+
+
+def _apply_fork(t: _Track, op: O.Fork) -> None:
+    parent = t.regions.get(op.proc)
+    if parent is not None:               # a fork of a dead process fails: no child
+        t.top = _PNAMES[t.next_proc]
+        t.regions[t.top] = list(parent)
+    t.next_proc += 1                     # the parser counts it either way
+
+
+def _apply_exit(t: _Track, op: O.Exit) -> None:
+    t.regions.pop(op.proc, None)
+    if op.proc == t.top:
+        t.top = max(t.regions, key=_pidx, default="")
+
+
+def _apply_pin(t: _Track, op: O.Pin) -> None:
+    t.pins[_HNAMES[t.next_pin]] = max(min(op.npages, 64), 1)
+    t.next_pin += 1
+
+
+def _apply_mirror(t: _Track, op: O.Mirror) -> None:
+    t.subs.add(_MNAMES[t.next_sub])
+    t.next_sub += 1
+
+
+def _apply_file(t: _Track, op: O.File) -> None:
+    t.files.append(op.file)
+    t.file_pages[op.file] = op.npages
+
+
+def _apply_fwrite(t: _Track, op: O.FileWrite) -> None:
+    if op.pgoff >= t.file_pages.get(op.file, 0):   # a write past EOF grows the file
+        t.file_pages[op.file] = op.pgoff + 1
+
+
+def _apply_vm(t: _Track, op: O.VmInit) -> None:
+    t.vms.append(op.vm)
+    if op.start is not None:
+        t.vm_range[op.vm] = (op.start, op.npages)
+
+
+# How each op changes the tracked state (ops not listed change nothing tracked).
+_APPLY: dict[type, Callable] = {
+    O.Mmap: _apply_mmap,
+    O.Munmap: _apply_munmap,
+    O.Fork: _apply_fork,
+    O.Exit: _apply_exit,
+    O.Pin: _apply_pin,
+    O.Unpin: lambda t, op: t.pins.pop(op.pin, None),
+    O.Mirror: _apply_mirror,
+    O.Unmirror: lambda t, op: t.subs.discard(op.sub),
+    O.File: _apply_file,
+    O.FileWrite: _apply_fwrite,
+    O.VmInit: _apply_vm,
+}
+
+
+def _apply(t: _Track, op) -> None:
+    f = _APPLY.get(type(op))
+    if f is not None:
+        f(t, op)
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """LEB128 at pos: (value, next pos); (-1, pos) if the input ends inside it."""
+    x = shift = 0
+    end = len(data)
+    for k in range(MAX_VARINT):
+        if pos >= end:
+            return -1, pos
+        c = data[pos]
+        pos += 1
+        if k == MAX_VARINT - 1:
+            return x | c << shift, pos
+        x |= (c & 0x7F) << shift
+        if c < 0x80:
+            return x, pos
+        shift += 7
+    return x, pos   # not reached
+
+
+def _defaults(cls: type) -> dict:
+    """Field defaults of an op class, for building it by filling its __dict__ (decode).
+
+    decode() skips the frozen dataclass __init__ (object.__new__, then the fields
+    go straight into __dict__: 2-3x faster); that is only valid for a plain frozen
+    dataclass, which this checks at import.
+    """
+    from dataclasses import MISSING, fields
+    if "__slots__" in cls.__dict__ or hasattr(cls, "__post_init__"):
+        raise DecoderTableError(f"{cls.__name__} has __slots__ or __post_init__: decode() "
+                                f"builds ops through __dict__; build it with cls(**vals)")
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+# Per op class: (field defaults, ((field or (field, field), slot decoder), ...)).
+_PLANS: dict[type, tuple] = {cls: (_defaults(cls), tuple((f, slot.dec) for f, slot in spec))
+                             for cls, spec in _SPECS.items()}
+_defaults(Stmt)
+
+
+def _decode_record(t: _Track, cls: type, data: bytes, pos: int, end: int):
+    """Decode one record's slots at data[pos:pos+RECORD_SIZE]; (op, next pos) or (None, _)."""
+    defaults, plan = _PLANS[cls]
+    vals = dict(defaults)
+    ext = pos + RECORD_SIZE
+    i = pos + 1
+    for field, dec in plan:
+        b = data[i]
+        i += 1
+        x = 0
+        if b == ESC:
+            x, ext = _varint(data, ext)
+            if x < 0:
+                return None, end
+        if field.__class__ is str:
+            vals[field] = dec(t, vals, b, x)
+        else:
+            vals[field[0]], vals[field[1]] = dec(t, vals, b, x)
+    if walk_too_long(t, cls(**vals)):
+        vals["npages"] = POPULATE_MAX
+    return cls(**vals), ext
+
+
+# Per op class, everything decode() looks up: (class, substitution kinds, field
+# defaults, slot plan, state update or None); and the same by selector byte.
+_INFO: dict[type, tuple] = {cls: (cls, _NEEDED[cls]) + _PLANS[cls] + (_APPLY.get(cls),)
+                            for cls in O.ALL_OPS}
+_BY_SELECTOR = tuple(_INFO[cls] for cls in SELECTOR)
+_MMAP, _MADVISE = O.Mmap, O.Madvise
+
+
+def decode(data: bytes) -> Prog:
+    """The program the bytes spell (module docstring); never raises."""
+    t = _Track()
+    stmts = []
+    pos, end = 0, len(data)
+    last = end - RECORD_SIZE            # the last position a whole record starts at
+    new, by_selector = object.__new__, _BY_SELECTOR
+    while pos <= last and len(stmts) < MAX_OPS:
+        cls, need, defaults, plan, apply = by_selector[data[pos]]
+        if need:
+            slot0 = data[pos + 1]
+            sub = _needs(cls, t, slot0)
+            if sub is not None:
+                while sub is not None:       # e.g. pread -> pin -> mmap (no VMA yet)
+                    cls = sub
+                    sub = _needs(cls, t, slot0) if _NEEDED[cls] else None
+                cls, need, defaults, plan, apply = _INFO[cls]
+        # _decode_record, inlined: this loop is the fuzzer's per-input cost
+        op = new(cls)                    # fields go straight into __dict__ (_defaults)
+        vals = op.__dict__
+        if defaults:
+            vals.update(defaults)
+        ext = pos + RECORD_SIZE
+        i = pos + 1
+        for field, dec in plan:
+            b = data[i]
+            i += 1
+            x = 0
+            if b == ESC:
+                x, ext = _varint(data, ext)
+                if x < 0:
+                    return Prog(tuple(stmts), "<decoded>")
+            if field.__class__ is str:
+                vals[field] = dec(t, vals, b, x)
+            else:
+                vals[field[0]], vals[field[1]] = dec(t, vals, b, x)
+        pos = ext
+        if (cls is _MMAP or cls is _MADVISE) and walk_too_long(t, op):
+            vals["npages"] = POPULATE_MAX    # op is not visible to anyone yet
+        if apply is not None:
+            apply(t, op)
+        stmt = new(Stmt)                 # Stmt(op=op) without the frozen __init__
+        stmt.__dict__.update(op=op, expect=None, comment=None, line=0)
+        stmts.append(stmt)
+    return Prog(tuple(stmts), "<decoded>")
+
+
+def encode(prog: Prog) -> bytes:
+    """Bytes that decode back to prog's ops (see fuzz/encoder.py)."""
+    from mmdiff.fuzz.encoder import encode as _encode
+    return _encode(prog)

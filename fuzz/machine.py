@@ -1,0 +1,292 @@
+"""Hypothesis stateful test: the reference and the impl driven in lockstep, op by op.
+
+Each rule is one op of SPEC §3; it runs on both models and the two results must be
+equal. After every step the invariant compares the canonical snapshots (SPEC §4.2)
+and runs both models' SPEC §5 self-checks. Bundles hold what ops create: process
+names (fork), file names (file) and VMA handles (mmap results, which reach the
+addresses the model picked for `mmap P 0 ...`).
+
+A failure raises ``LockstepFailure`` whose message is the runner's report for the
+program so far (fuzz/report.py): the divergence and a `.mmd` reproducer that
+`mmdiff run` replays and corpus/ accepts unchanged. Hypothesis's own step
+printout carries each op's `.mmd` line as a trailing comment.
+
+Use: ``TestLockstep`` (HypoFuzz collects it; unittest/pytest run it), or
+``make_lockstep_machine("mutant_name")`` for a machine against a seeded bug.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, ClassVar, NoReturn, Optional
+
+from hypothesis import strategies as st
+from hypothesis.control import current_build_context
+from hypothesis.errors import InvalidArgument
+from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, initialize,
+                                 invariant, multiple, precondition, rule)
+
+from mmdiff.fuzz import strategies as S
+from mmdiff.fuzz.prog import Prog
+from mmdiff.fuzz.report import format_report
+from mmdiff.fuzz.runner import run_lockstep
+from mmdiff.fuzz.text import format_op, format_prog
+from mmdiff.impl import MUTANTS, ImplMachine
+from mmdiff.reference import ops as O
+from mmdiff.reference.machine import ReferenceMachine
+from mmdiff.reference.results import Result, ResultKind
+from mmdiff.reference.state import canonicalize
+
+SOURCE = "<LockstepMachine>"   # Prog.source of the reproducers
+MAX_FILES = 3                  # `file` rule stops defining files after this many
+
+
+@dataclass(frozen=True)
+class VmaHandle:
+    """Where one successful mmap placed its mapping: process, first page, length (pages)."""
+
+    proc: str
+    vpn: int
+    npages: int
+
+    def page(self, index: int) -> int:
+        """The vpn of page ``index`` of the mapping (modulo its length)."""
+        return self.vpn + index % self.npages
+
+
+def _final_run() -> bool:
+    """False while Hypothesis searches or shrinks (the report is built only for the run
+    it prints); True in its final run and outside Hypothesis (a machine driven by hand)."""
+    try:
+        return current_build_context().is_final
+    except InvalidArgument:      # no build context: not under @given
+        return True
+
+
+class LockstepFailure(AssertionError):
+    """The models disagreed; the message is the report with the `.mmd` reproducer."""
+
+
+# Page indexes into a VMA handle (taken modulo its length).
+_VMA_PAGES = st.integers(0, 7)
+
+
+class LockstepMachine(RuleBasedStateMachine):
+    """ReferenceMachine (oracle) vs ImplMachine(mutant) on the same op sequence."""
+
+    mutant: ClassVar[Optional[str]] = None   # an impl MUTANTS name, or None: the real impl
+
+    procs = Bundle("procs")    # process names (str); exit consumes them
+    files = Bundle("files")    # file names (str), including failed (devmem) definitions
+    vmas = Bundle("vmas")      # VmaHandle of each mmap that returned an address
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reference = ReferenceMachine()
+        self.impl = ImplMachine(mutant=self.mutant)
+        self.ops: list[O.Op] = []         # the program so far, in execution order
+        self.scope = S.Scope()            # names valid at the next line (for the parser)
+        self._printed = 0                 # ops already shown by _repr_step
+
+    # --- the program so far ------------------------------------------------------------
+
+    def prog(self) -> Prog:
+        return Prog.of(self.ops, source=SOURCE)
+
+    def _fail(self, what: str, cause: Optional[BaseException] = None) -> NoReturn:
+        """Raise LockstepFailure with the runner's report of the program so far.
+
+        The program is replayed on fresh models by run_lockstep, so the message is
+        the same report `mmdiff run` prints (one classification of results, states,
+        crashes and invariants: fuzz/runner.py). A replay that agrees means a model
+        is not deterministic, which is reported as such.
+        """
+        mutant = f" (impl mutant {self.mutant})" if self.mutant else ""
+        if not _final_run():
+            raise LockstepFailure(f"{what}{mutant}") from cause   # shrinking: skip the replay
+        outcome = run_lockstep(self.prog(), ReferenceMachine(), ImplMachine(mutant=self.mutant),
+                               check_every=1, check_invariants=True)
+        if outcome.divergence is not None:
+            msg = f"{what}{mutant}\n{format_report(outcome)}"
+        else:
+            msg = (f"{what}{mutant}, but replaying the program on fresh models agreed: a "
+                   f"model depends on more than the op sequence (nondeterminism).\n"
+                   f"program ({len(self.ops)} ops):\n{format_prog(self.prog())}")
+        raise LockstepFailure(msg) from cause
+
+    def _step(self, op: O.Op) -> Result:
+        """Run ``op`` on both models; results must be equal (SPEC §4.1)."""
+        self.ops.append(op)
+        self.scope.record(op)
+        try:
+            left = self.reference.execute(op)
+            right = self.impl.execute(op)
+        except Exception as exc:  # noqa: BLE001 -- classified by the replay in _fail
+            self._fail(f"a model raised {type(exc).__name__} on `{format_op(op)}`", exc)
+        if left != right:
+            self._fail(f"results differ on `{format_op(op)}`: reference {left}, impl {right}")
+        return left
+
+    def _mapped(self, op: O.Mmap) -> Any:
+        got = self._step(op)
+        if got.kind is ResultKind.VALUE:
+            return VmaHandle(op.proc, int(got.payload), op.npages)   # type: ignore[arg-type]
+        return multiple()                                            # no handle on failure
+
+    # --- initial names -----------------------------------------------------------------
+
+    @initialize(target=procs)
+    def p0(self) -> str:
+        """p0 exists at start (SPEC §3); no op needed."""
+        return "p0"
+
+    @initialize(target=files, npages=S.file_pages())
+    def f0(self, npages: int) -> str:
+        name = self.scope.next_file()
+        self._step(O.File(name, npages))
+        return name
+
+    # --- address space -----------------------------------------------------------------
+
+    @rule(target=vmas, proc=procs, vpn=S.mmap_vpns(), npages=S.page_counts(), prot=S.prots(),
+          flags=S.anon_map_flags())
+    def mmap(self, proc, vpn, npages, prot, flags):
+        return self._mapped(O.Mmap(proc, vpn, npages, prot, flags))
+
+    @rule(target=vmas, proc=procs, file=files, vpn=S.mmap_vpns(), npages=S.page_counts(),
+          prot=S.prots(), flags=S.file_map_flags(), off=S.file_pages())
+    def mmap_file(self, proc, file, vpn, npages, prot, flags, off):
+        return self._mapped(O.Mmap(proc, vpn, npages, prot, flags, file, off))
+
+    @rule(proc=procs, vpn=S.vpns(), npages=S.page_counts(huge=True))
+    def munmap(self, proc, vpn, npages):
+        self._step(O.Munmap(proc, vpn, npages))
+
+    @rule(proc=procs, vpn=S.vpns(), npages=S.page_counts(huge=True), prot=S.prots())
+    def mprotect(self, proc, vpn, npages, prot):
+        self._step(O.Mprotect(proc, vpn, npages, prot))
+
+    @rule(proc=procs, vpn=S.vpns(), npages_advice=S.madvise_ranges())
+    def madvise(self, proc, vpn, npages_advice):
+        self._step(O.Madvise(proc, vpn, *npages_advice))
+
+    @rule(proc=procs, vpn=S.vpns())
+    def read(self, proc, vpn):
+        self._step(O.Read(proc, vpn))
+
+    @rule(proc=procs, vpn=S.vpns(), value=S.values())
+    def write(self, proc, vpn, value):
+        self._step(O.Write(proc, vpn, value))
+
+    # The same ops aimed at a mapping an mmap returned: faults on one of its pages,
+    # range ops on exactly its range (the common real-world call, and the only way to
+    # reach addresses the model picked for `mmap P 0`). The handle may be stale (the
+    # range unmapped or remapped since): that is just another program to agree on.
+
+    @rule(vma=vmas, index=_VMA_PAGES)
+    def read_vma(self, vma, index):
+        self._step(O.Read(vma.proc, vma.page(index)))
+
+    @rule(vma=vmas, index=_VMA_PAGES, value=S.values())
+    def write_vma(self, vma, index, value):
+        self._step(O.Write(vma.proc, vma.page(index), value))
+
+    @rule(vma=vmas, prot=S.prots())
+    def mprotect_vma(self, vma, prot):
+        self._step(O.Mprotect(vma.proc, vma.vpn, vma.npages, prot))
+
+    @rule(vma=consumes(vmas))
+    def munmap_vma(self, vma):
+        self._step(O.Munmap(vma.proc, vma.vpn, vma.npages))
+
+    @rule(vma=vmas, advice=S.advices())
+    def madvise_vma(self, vma, advice):
+        self._step(O.Madvise(vma.proc, vma.vpn, vma.npages, advice))
+
+    # --- processes ---------------------------------------------------------------------
+
+    @rule(target=procs, proc=procs)
+    def fork(self, proc):
+        got = self._step(O.Fork(proc))
+        return got.payload if got.kind is ResultKind.NAME else multiple()
+
+    # Not the last live process: a run with no process left would spend its remaining
+    # steps on ESRCH. Exiting every process is the property tests' job (tests/).
+    @precondition(lambda self: len(self.bundle("procs")) > 1)
+    @rule(proc=consumes(procs))
+    def exit(self, proc):
+        self._step(O.Exit(proc))
+
+    # --- files -------------------------------------------------------------------------
+
+    # A few files are enough for sharing through the page cache; more only dilute.
+    @precondition(lambda self: len(self.scope.files) < MAX_FILES)
+    @rule(target=files, npages=S.file_pages(), devmem=st.booleans())
+    def file(self, npages, devmem):
+        name = self.scope.next_file()
+        self._step(O.File(name, npages, devmem))
+        return name      # defined for the parser even when the op fails (devmem: ENOSYS)
+
+    @rule(file=files, pgoff=S.file_pages())
+    def fread(self, file, pgoff):
+        self._step(O.FileRead(file, pgoff))
+
+    @rule(file=files, pgoff=S.file_pages(), value=S.values())
+    def fwrite(self, file, pgoff, value):
+        self._step(O.FileWrite(file, pgoff, value))
+
+    # --- probes and later issues ---------------------------------------------------------
+
+    @rule(proc=procs, vpn=S.vpns())
+    def state(self, proc, vpn):
+        self._step(O.State(proc, vpn))
+
+    @rule(proc=procs, vpn=S.vpns(), proc2=procs, vpn2=S.vpns())
+    def same(self, proc, vpn, proc2, vpn2):
+        self._step(O.Same(proc, vpn, proc2, vpn2))
+
+    @rule(data=st.data())
+    def out_of_scope(self, data):
+        """One rule for every op of later issues (both models must say ENOSYS): kept to
+        one rule so that the supported ops get most of the steps."""
+        self._step(data.draw(S.out_of_scope_ops(self.scope), label="op"))
+
+    # --- after every step ----------------------------------------------------------------
+
+    @invariant()
+    def models_agree(self) -> None:
+        """SPEC §5 self-checks on both models, then equal canonical snapshots (SPEC §4.2)."""
+        try:
+            self.reference.check_invariants()
+            self.impl.check_invariants()
+            same = canonicalize(self.reference.snapshot()) == canonicalize(self.impl.snapshot())
+        except Exception as exc:  # noqa: BLE001 -- InvariantError or a crash; see _fail
+            self._fail(f"a model failed its checks after `{self._last()}`: {exc}", exc)
+        if not same:
+            self._fail(f"states differ after `{self._last()}`")
+
+    def _last(self) -> str:
+        return format_op(self.ops[-1]) if self.ops else "(no op)"
+
+    # Hypothesis prints a failing run as `state.rule(...)` lines (stateful.py
+    # _repr_step); each line gets the op's .mmd text, so the printout reads as ops.
+    def _repr_step(self, rule, data, result) -> str:   # type: ignore[override]
+        line = super()._repr_step(rule, data, result)
+        new, self._printed = self.ops[self._printed:], len(self.ops)
+        return line + "".join(f"  # {format_op(op)}" for op in new)
+
+
+TestLockstep = LockstepMachine.TestCase
+
+
+@cache
+def make_lockstep_machine(mutant: Optional[str] = None) -> type[LockstepMachine]:
+    """LockstepMachine against ``ImplMachine(mutant)``; one class per mutant (cached, so
+    Hypothesis's example database keys stay stable)."""
+    if mutant is None:
+        return LockstepMachine
+    if mutant not in MUTANTS:
+        raise ValueError(f"unknown mutant {mutant!r}: choose one of "
+                         f"{', '.join(sorted(MUTANTS))} (`mmdiff mutants` lists them)")
+    return type(f"LockstepMachine_{mutant}", (LockstepMachine,),
+                {"mutant": mutant, "__doc__": f"LockstepMachine against impl mutant {mutant}."})

@@ -1,0 +1,373 @@
+"""Hypothesis strategies for ops and whole programs of the `.mmd` language (SPEC §3).
+
+Addresses cluster on a small window that straddles the 512-page boundary at
+0x200 (PMD_SIZE: where page tables and, later, huge pages split), so that ops
+collide: COW chains, partial munmap/mprotect, MAP_FIXED replacement, fault-around
+clipped at the table boundary. A few draws in each field are edge values (0,
+below mmap_min_addr, TASK_SIZE, 2^52 wrap) to exercise errno paths; every edge
+branch shrinks back toward the common one.
+
+Kinds are weighted toward the ops the models support (issue-3 scope, see
+reference/machine.py), but every op kind of reference/ops.py can be drawn: ops
+outside the scope must return ENOSYS in both models, and that is checked too.
+
+Per-op strategies take names as a plain string or a strategy of names, so a
+user's own test can write ``write_ops("p0")`` or ``write_ops(st.sampled_from(
+["p0", "p1"]))``. ``programs()`` tracks which names exist at each line (a
+``Scope``), so every program it draws prints with ``format_prog`` and parses back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from typing import Callable, Optional, TypeVar, Union
+
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+
+from mmdiff.fuzz.prog import Prog
+from mmdiff.reference import ops as O
+
+T = TypeVar("T")
+NameArg = Union[str, SearchStrategy[str]]
+
+# --- fields ---------------------------------------------------------------------------
+
+WINDOW_BASE = 0x1f8            # 8 pages below the 512-page (PMD) boundary at 0x200
+WINDOW_PAGES = 24              # pages 0x1f8..0x20f: 8 below the boundary, 16 above
+DEVICES = ("d0", "d1")         # dN needs no creation (SPEC §3)
+
+# Edge addresses (pages): 0 asks mmap to pick; below MMAP_MIN_PAGES is EPERM for a
+# fixed mmap; the last page before TASK_SIZE; 2^52 - 1 makes any range wrap.
+EDGE_VPNS = (0, 1, O.MMAP_MIN_PAGES - 1, O.MMAP_MIN_PAGES, O.HPAGE_PMD_NR,
+             O.TASK_SIZE_PAGES - 1, O.TASK_SIZE_PAGES, O.ADDR_LIMIT_PAGES - 1)
+# Edge counts safe for mmap: MAP_POPULATE and madvise(populate) walk page by page,
+# so a mapping stays small enough to populate in a test.
+EDGE_MAP_PAGES = (0, O.HPAGE_PMD_NR, O.HPAGE_PMD_NR + 1)
+# Edge counts for range ops (munmap/mprotect/madvise), which walk VMAs, not pages.
+EDGE_RANGE_PAGES = EDGE_MAP_PAGES + (O.TASK_SIZE_PAGES, O.ADDR_LIMIT_PAGES)
+POPULATE_ADVICE = (O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE)
+SUPPORTED_ADVICE = (O.Advice.DONTNEED, O.Advice.DONTFORK, O.Advice.DOFORK,
+                    O.Advice.WIPEONFORK, O.Advice.KEEPONFORK, O.Advice.POPULATE_READ,
+                    O.Advice.POPULATE_WRITE)
+
+_F = O.MapFlag
+ANON_FLAGS = (frozenset({_F.PRIVATE, _F.ANON}), frozenset({_F.SHARED, _F.ANON}),
+              frozenset({_F.PRIVATE, _F.ANON, _F.POPULATE}),
+              frozenset({_F.SHARED, _F.ANON, _F.POPULATE}))
+# Draw weights: private anon (COW, AnonExclusive, anon_vma) is half of the mappings.
+_ANON_FLAG_DRAWS = ANON_FLAGS + ANON_FLAGS[:1] * 2
+FILE_FLAGS = (frozenset({_F.PRIVATE}), frozenset({_F.SHARED}),
+              frozenset({_F.PRIVATE, _F.POPULATE}), frozenset({_F.SHARED, _F.POPULATE}))
+# do_mmap's EINVAL/ENOSYS checks: no or both of private/shared, anon with a file
+# or neither, pfnmap (out of scope).
+BAD_FLAGS = (frozenset(), frozenset({_F.ANON}), frozenset({_F.PRIVATE, _F.SHARED, _F.ANON}),
+             frozenset({_F.PRIVATE, _F.ANON, _F.PFNMAP}), frozenset({_F.SHARED, _F.PFNMAP}))
+
+
+def _mostly(common: SearchStrategy[T], rare: SearchStrategy[T], one_in: int = 8
+            ) -> SearchStrategy[T]:
+    """``common``, except one draw in ``one_in`` from ``rare``; shrinks toward ``common``."""
+    return st.integers(0, one_in - 1).flatmap(lambda k: rare if k == one_in - 1 else common)
+
+
+def _names(x: NameArg) -> SearchStrategy[str]:
+    return x if isinstance(x, SearchStrategy) else st.just(x)
+
+
+@cache
+def vpns() -> SearchStrategy[int]:
+    """A page number in the window, sometimes an edge address."""
+    return _mostly(st.integers(WINDOW_BASE, WINDOW_BASE + WINDOW_PAGES - 1),
+                   st.sampled_from(EDGE_VPNS))
+
+
+@cache
+def mmap_vpns() -> SearchStrategy[int]:
+    """mmap's VPN: like ``vpns()``, plus 0 (the model picks the address) more often."""
+    return _mostly(vpns(), st.just(0), one_in=6)
+
+
+@cache
+def page_counts(huge: bool = False) -> SearchStrategy[int]:
+    """A length in pages, mostly 1..8; ``huge`` allows TASK_SIZE-sized ranges too.
+    Edges are rare (1 in 16): a 513-page mapping costs 513 faults and snapshot rows."""
+    return _mostly(st.integers(1, 8), st.sampled_from(EDGE_RANGE_PAGES if huge
+                                                      else EDGE_MAP_PAGES), one_in=16)
+
+
+@cache
+def values() -> SearchStrategy[int]:
+    """Page contents: small distinct numbers, sometimes 0 or the largest u64."""
+    return _mostly(st.integers(1, 0xff), st.sampled_from((0, O.U64_MASK)))
+
+
+@cache
+def prots() -> SearchStrategy[O.Prot]:
+    """rw half the time (writable mappings are where COW happens); rw first so that
+    shrinking ends on it."""
+    return st.sampled_from((O.Prot.RW, O.Prot.R, O.Prot.RW, O.Prot.NONE))
+
+
+@cache
+def advices() -> SearchStrategy[O.Advice]:
+    """The supported advices; one draw in 8 any advice (the rest are ENOSYS)."""
+    return _mostly(st.sampled_from(SUPPORTED_ADVICE), st.sampled_from(list(O.Advice)))
+
+
+@cache
+def anon_map_flags() -> SearchStrategy[frozenset]:
+    return _mostly(st.sampled_from(_ANON_FLAG_DRAWS), st.sampled_from(BAD_FLAGS), one_in=12)
+
+
+@cache
+def file_map_flags() -> SearchStrategy[frozenset]:
+    # An anon flag together with file= is do_mmap's EINVAL.
+    return _mostly(st.sampled_from(FILE_FLAGS), st.sampled_from(BAD_FLAGS + ANON_FLAGS[:1]),
+                   one_in=12)
+
+
+@cache
+def file_pages() -> SearchStrategy[int]:
+    """A file offset or size in pages: within the window's size, sometimes 0 or past it."""
+    return _mostly(st.integers(0, WINDOW_PAGES), st.sampled_from((0, O.HPAGE_PMD_NR)))
+
+
+# --- one op each --------------------------------------------------------------------------
+
+def mmap_ops(proc: NameArg, file: Optional[NameArg] = None) -> SearchStrategy[O.Mmap]:
+    """Anonymous mmaps, or mmaps of ``file`` (at offset ``file_pages()``) when given."""
+    if file is None:
+        return st.builds(O.Mmap, _names(proc), mmap_vpns(), page_counts(), prots(),
+                         anon_map_flags())
+    return st.builds(O.Mmap, _names(proc), mmap_vpns(), page_counts(), prots(),
+                     file_map_flags(), _names(file), file_pages())
+
+
+def munmap_ops(proc: NameArg) -> SearchStrategy[O.Munmap]:
+    return st.builds(O.Munmap, _names(proc), vpns(), page_counts(huge=True))
+
+
+def mprotect_ops(proc: NameArg) -> SearchStrategy[O.Mprotect]:
+    return st.builds(O.Mprotect, _names(proc), vpns(), page_counts(huge=True), prots())
+
+
+@cache
+def madvise_ranges() -> SearchStrategy[tuple[int, O.Advice]]:
+    """(npages, advice): populate advices fault page by page, so they get mmap-sized
+    counts (at most 513 pages; the decoder's encode refuses longer walks), the
+    other advices TASK_SIZE-sized ranges too."""
+    return advices().flatmap(lambda a: st.tuples(
+        page_counts(huge=a not in POPULATE_ADVICE), st.just(a)))
+
+
+def madvise_ops(proc: NameArg) -> SearchStrategy[O.Madvise]:
+    return st.builds(lambda p, v, na: O.Madvise(p, v, *na), _names(proc), vpns(),
+                     madvise_ranges())
+
+
+def read_ops(proc: NameArg) -> SearchStrategy[O.Read]:
+    return st.builds(O.Read, _names(proc), vpns())
+
+
+def write_ops(proc: NameArg) -> SearchStrategy[O.Write]:
+    return st.builds(O.Write, _names(proc), vpns(), values())
+
+
+def fork_ops(proc: NameArg) -> SearchStrategy[O.Fork]:
+    return st.builds(O.Fork, _names(proc))
+
+
+def exit_ops(proc: NameArg) -> SearchStrategy[O.Exit]:
+    return st.builds(O.Exit, _names(proc))
+
+
+def file_ops(name: NameArg) -> SearchStrategy[O.File]:
+    """Defines file ``name``; one in 16 is a devmem file (ENOSYS in this scope)."""
+    return st.builds(O.File, _names(name), file_pages(),
+                     _mostly(st.just(False), st.just(True), one_in=16))
+
+
+def fread_ops(file: NameArg) -> SearchStrategy[O.FileRead]:
+    return st.builds(O.FileRead, _names(file), file_pages())
+
+
+def fwrite_ops(file: NameArg) -> SearchStrategy[O.FileWrite]:
+    return st.builds(O.FileWrite, _names(file), file_pages(), values())
+
+
+def state_ops(proc: NameArg) -> SearchStrategy[O.State]:
+    return st.builds(O.State, _names(proc), vpns())
+
+
+def same_ops(proc: NameArg, proc2: Optional[NameArg] = None) -> SearchStrategy[O.Same]:
+    return st.builds(O.Same, _names(proc), vpns(), _names(proc if proc2 is None else proc2),
+                     vpns())
+
+
+# --- names valid at a point of a program ----------------------------------------------------
+
+@dataclass
+class Scope:
+    """The names that exist at one line of a program, counted like the parser does
+    (fuzz/text.py _Names: a fork/pin/mirror line creates the next name even if it
+    fails at run time; file/vm lines define the name they give)."""
+
+    procs: int = 1                                  # p0..p{procs-1}
+    files: list[str] = field(default_factory=list)  # defined file names, in order
+    pins: int = 0                                   # h1..h{pins}
+    subs: int = 0                                   # m1..m{subs}
+    vms: list[str] = field(default_factory=list)
+
+    def proc_names(self) -> list[str]:
+        return [f"p{i}" for i in range(self.procs)]
+
+    def next_file(self) -> str:
+        return f"f{len(self.files)}"
+
+    def next_vm(self) -> str:
+        return f"v{len(self.vms)}"
+
+    def key(self) -> tuple:
+        """A hashable summary: strategies are cached per scope (building them is slow)."""
+        return (self.procs, tuple(self.files), self.pins, self.subs, tuple(self.vms))
+
+    @classmethod
+    def from_key(cls, key: tuple) -> "Scope":
+        return cls(key[0], list(key[1]), key[2], key[3], list(key[4]))
+
+    def record(self, op: O.Op) -> None:
+        """Count the names ``op`` creates; call after appending ``op`` to the program."""
+        if isinstance(op, O.Fork):
+            self.procs += 1
+        elif isinstance(op, O.Pin):
+            self.pins += 1
+        elif isinstance(op, O.Mirror):
+            self.subs += 1
+        elif isinstance(op, O.File) and op.file not in self.files:
+            self.files.append(op.file)
+        elif isinstance(op, O.VmInit) and op.vm not in self.vms:
+            self.vms.append(op.vm)
+
+
+def out_of_scope_ops(scope: Scope) -> SearchStrategy[O.Op]:
+    """One op of a later issue (pins, devices, GPU VMs, THP, KSM, settings), with names
+    valid in ``scope``: the models must both answer ENOSYS."""
+    return _out_of_scope_ops(scope.key())
+
+
+@lru_cache(maxsize=1024)
+def _out_of_scope_ops(key: tuple) -> SearchStrategy[O.Op]:
+    scope = Scope.from_key(key)
+    proc = st.sampled_from(scope.proc_names())
+    dev = st.sampled_from(DEVICES)
+    cands: list[SearchStrategy[O.Op]] = [
+        st.builds(O.Poke, proc, vpns(), values()),
+        st.builds(O.ClearRefs, proc),
+        st.builds(O.Pin, proc, vpns(), page_counts(), st.sampled_from(list(O.PinMode))),
+        st.builds(O.Split, proc, vpns()),
+        st.just(O.KsmScan()),
+        st.builds(O.Mirror, dev, proc, vpns(), page_counts()),
+        st.builds(O.DevRead, dev, proc, vpns()),
+        st.builds(O.DevWrite, dev, proc, vpns(), values()),
+        st.builds(O.DevExclusive, dev, proc, vpns()),
+        st.builds(O.DevAtomic, dev, proc, vpns(), values()),
+        st.builds(O.DevEvents, dev),
+        st.builds(O.Lock, proc, vpns()),
+        st.builds(O.Unlock, proc, vpns()),
+        st.one_of(st.builds(O.VmInit, st.just(scope.next_vm())),   # [start npages]: both or none
+                  st.builds(O.VmInit, st.just(scope.next_vm()), vpns(), page_counts())),
+        st.sampled_from(list(O.SetKey)).flatmap(_set_ops),
+    ]
+    if scope.pins:
+        pin = st.sampled_from([f"h{i}" for i in range(1, scope.pins + 1)])
+        cands += [st.builds(O.PinRead, pin, st.integers(0, 8)),
+                  st.builds(O.PinWrite, pin, st.integers(0, 8), values()),
+                  st.builds(O.Unpin, pin)]
+    if scope.subs:
+        cands.append(st.builds(O.Unmirror,
+                               st.sampled_from([f"m{i}" for i in range(1, scope.subs + 1)])))
+    if scope.files:
+        file = st.sampled_from(scope.files)
+        cands += [st.builds(O.WpRange, file, file_pages(), page_counts()),
+                  st.builds(O.CleanRecord, file, file_pages(), page_counts()),
+                  st.builds(O.UnbindObj, file)]
+    if scope.vms:
+        vm = st.sampled_from(scope.vms)
+        cands += [st.builds(O.VmRun, vm, st.one_of(st.none(), st.integers(0, 4))),
+                  st.builds(O.GpuRead, vm, vpns()),
+                  st.builds(O.VmState, vm),
+                  st.builds(O.BindUnmap, vm, vpns(), page_counts(), st.booleans())]
+        if scope.files:
+            cands.append(st.builds(O.BindMap, vm, vpns(), page_counts(),
+                                   st.sampled_from(scope.files), file_pages(), st.booleans()))
+    return st.sampled_from(cands).flatmap(lambda s: s)   # uniform over kinds
+
+
+def _set_ops(key: O.SetKey) -> SearchStrategy[O.Set]:
+    allowed = O.SET_VALUES[key]
+    words = (st.sampled_from(allowed) if allowed is not None
+             else st.integers(0, O.HPAGE_PMD_NR - 1).map(str))   # canonical: decimal
+    return st.builds(O.Set, st.just(key), words)
+
+
+# Relative weights of the op kinds in programs(): faults and mmaps dominate because
+# they build the state (COW, sharing) that the other ops then cut and protect.
+KIND_WEIGHTS: dict[str, int] = {
+    "mmap": 3, "mmap_file": 2, "write": 5, "read": 3, "munmap": 1, "mprotect": 2,
+    "madvise": 2, "fork": 1, "exit": 1, "file": 1, "fread": 1, "fwrite": 1, "state": 1,
+    "same": 1, "out_of_scope": 1,
+}
+_NEEDS_FILE = {"mmap_file", "fread", "fwrite"}
+
+
+@lru_cache(maxsize=4096)
+def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
+    scope = Scope.from_key(key)
+    proc = st.sampled_from(scope.proc_names())
+    file = st.sampled_from(scope.files) if scope.files else None
+    table: dict[str, Callable[[], SearchStrategy[O.Op]]] = {
+        "mmap": lambda: mmap_ops(proc), "mmap_file": lambda: mmap_ops(proc, file),
+        "write": lambda: write_ops(proc), "read": lambda: read_ops(proc),
+        "munmap": lambda: munmap_ops(proc), "mprotect": lambda: mprotect_ops(proc),
+        "madvise": lambda: madvise_ops(proc), "fork": lambda: fork_ops(proc),
+        "exit": lambda: exit_ops(proc), "file": lambda: file_ops(scope.next_file()),
+        "fread": lambda: fread_ops(file), "fwrite": lambda: fwrite_ops(file),
+        "state": lambda: state_ops(proc), "same": lambda: same_ops(proc),
+        "out_of_scope": lambda: out_of_scope_ops(scope),
+    }
+    return table[kind]()
+
+
+def ops(scope: Scope, weights: Optional[dict[str, int]] = None) -> SearchStrategy[O.Op]:
+    """One op whose names all exist in ``scope`` (the caller then calls scope.record)."""
+    weights = KIND_WEIGHTS if weights is None else weights
+    unknown = set(weights) - set(KIND_WEIGHTS)
+    if unknown:
+        raise ValueError(f"unknown op kinds {sorted(unknown)} in weights: use keys of "
+                         f"KIND_WEIGHTS ({', '.join(KIND_WEIGHTS)})")
+    kinds = [k for k, w in weights.items() for _ in range(w)
+             if scope.files or k not in _NEEDS_FILE]
+    if not kinds:
+        raise ValueError(f"weights {weights} leave no op kind to draw in this scope")
+    key = scope.key()
+    return st.sampled_from(kinds).flatmap(lambda k: _kind_strategy(k, key))
+
+
+@st.composite
+def programs(draw, max_ops: int = 40, min_ops: int = 1, files: int = 1,
+             weights: Optional[dict[str, int]] = None) -> Prog:
+    """A program of ``min_ops..max_ops`` drawn ops after ``files`` leading
+    ``file fN 24`` lines; every name is valid where it is used (Scope), so
+    ``parse(format_prog(p))`` gives the same ops back."""
+    if not 0 <= min_ops <= max_ops:
+        raise ValueError(f"min_ops={min_ops}, max_ops={max_ops}: need 0 <= min_ops <= max_ops")
+    scope = Scope()
+    body: list[O.Op] = []
+    for _ in range(files):
+        body.append(O.File(scope.next_file(), WINDOW_PAGES))
+        scope.record(body[-1])
+    for _ in range(draw(st.integers(min_ops, max_ops))):
+        body.append(draw(ops(scope, weights)))
+        scope.record(body[-1])
+    return Prog.of(body, source="<hypothesis>")
