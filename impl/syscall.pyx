@@ -101,15 +101,23 @@ cdef void sys_file(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     res_set(r, RES_OK, 0)
 
 
-cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
-    """read(2) of one page: a hole or beyond EOF reads 0 and allocates nothing."""
+cdef shmem_t *file_for_io(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    """fdget + rw_verify_area for read(2)/write(2): the file, or NULL with the errno set."""
     cdef shmem_t *f = m.files[op.a0]
-    cdef uint32_t pfn
     if not f.live:
         res_set(r, RES_ERRNO, EBADF)
-        return
-    if op.a1 >= FILE_LIMIT_PAGES:        # rw_verify_area: pos < 0
+        return NULL
+    if op.a1 >= FILE_LIMIT_PAGES:        # pos < 0 as a loff_t
         res_set(r, RES_ERRNO, EINVAL)
+        return NULL
+    return f
+
+
+cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
+    """read(2) of one page: a hole or beyond EOF reads 0 and allocates nothing."""
+    cdef shmem_t *f = file_for_io(m, op, r)
+    cdef uint32_t pfn
+    if f == NULL:
         return
     pfn = xa_load(f, op.a1)
     res_set(r, RES_VALUE, pfn_folio(&m.mem, pfn).value if pfn != 0 else 0)
@@ -117,13 +125,9 @@ cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
 
 cdef void sys_fwrite(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     """write(2) of one page: fills a hole with a new cache page, extends i_size."""
-    cdef shmem_t *f = m.files[op.a0]
+    cdef shmem_t *f = file_for_io(m, op, r)
     cdef uint32_t pfn
-    if not f.live:
-        res_set(r, RES_ERRNO, EBADF)
-        return
-    if op.a1 >= FILE_LIMIT_PAGES:        # rw_verify_area: pos < 0
-        res_set(r, RES_ERRNO, EINVAL)
+    if f == NULL:
         return
     pfn = shmem_get_folio(m, f, op.a1)
     if pfn == 0:

@@ -204,20 +204,23 @@ class ReferenceMachine:
         self.files[op.file] = ShmemFile(op.file, op.npages)
         return OK
 
-    def _fread(self, op: O.FileRead) -> Result:
+    def _file_for_io(self, op: Union[O.FileRead, O.FileWrite]) -> Union[ShmemFile, Result]:
+        """fdget + rw_verify_area for read(2)/write(2): the file, or the errno result."""
         f = self.files.get(op.file)
         if f is None:
             return errno(Errno.EBADF)
         if op.pgoff >= O.FILE_LIMIT_PAGES:
-            return errno(Errno.EINVAL)                  # rw_verify_area: pos < 0
-        return value(f.read(op.pgoff))
+            return errno(Errno.EINVAL)                  # pos < 0 as a loff_t
+        return f
+
+    def _fread(self, op: O.FileRead) -> Result:
+        f = self._file_for_io(op)
+        return f if isinstance(f, Result) else value(f.read(op.pgoff))
 
     def _fwrite(self, op: O.FileWrite) -> Result:
-        f = self.files.get(op.file)
-        if f is None:
-            return errno(Errno.EBADF)
-        if op.pgoff >= O.FILE_LIMIT_PAGES:
-            return errno(Errno.EINVAL)                  # rw_verify_area: pos < 0
+        f = self._file_for_io(op)
+        if isinstance(f, Result):
+            return f
         f.write(op.pgoff, op.value & O.U64_MASK)
         return OK
 
