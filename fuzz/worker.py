@@ -141,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import atheris
     flags = [sys.argv[0], f"-seed={args.seed}", f"-max_len={args.max_len}",
-             f"-artifact_prefix={args.artifacts}/", "-print_final_stats=1"]
+             f"-artifact_prefix={args.artifacts}/", "-print_final_stats=1",
+             # Long programs find more: do not start from tiny inputs and grow them
+             # slowly (libFuzzer's default length control); mutate full-size inputs.
+             "-len_control=0"]
     if args.max_time > 0:
         flags.append(f"-max_total_time={int(max(1, args.max_time))}")
     if args.runs >= 0:
