@@ -29,23 +29,32 @@ cdef int32_t _proc_add(machine_t *m, mm_t *mm) noexcept nogil:
     return m.nr_procs - 1
 
 
+cdef uint64_t *fault_in(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flags,
+                        mm_res_t *r) noexcept nogil:
+    """handle_mm_fault for a CPU access, then the PTE to complete it on. NULL when the
+    fault failed: SIGBUS is set as the result; VM_FAULT_OOM leaves the result unset,
+    which run_batch turns into MemoryError (a model failure, not a kernel result)."""
+    cdef int rc = handle_mm_fault(m, mm, idx, vpn, flags)
+    if rc == VM_FAULT_SIGBUS:
+        res_set(r, RES_SIGNAL, SIGBUS)
+        return NULL
+    if rc != VM_FAULT_OK:
+        return NULL
+    return pte_offset_map(mm.pgd, vpn)
+
+
 cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
     """CPU load: no VMA or no read permission -> SEGV; else fault in if needed."""
     cdef int32_t idx = find_vma(mm, vpn)
     cdef uint64_t *ptep
-    cdef int rc
     if idx < 0 or mm.vmas[idx].prot == PROT_NONE:
         res_set(r, RES_SIGNAL, SIGSEGV)          # do_user_addr_fault: bad_area / access_error
         return
     ptep = pte_offset_map(mm.pgd, vpn)
     if ptep == NULL or ptep[0] == 0:
-        rc = handle_mm_fault(m, mm, idx, vpn, 0)
-        if rc == VM_FAULT_SIGBUS:
-            res_set(r, RES_SIGNAL, SIGBUS)
+        ptep = fault_in(m, mm, idx, vpn, 0, r)
+        if ptep == NULL:
             return
-        if rc != VM_FAULT_OK:
-            return
-        ptep = pte_offset_map(mm.pgd, vpn)
     res_set(r, RES_VALUE, pfn_folio(&m.mem, pte_pfn(ptep[0])).value)
 
 
@@ -54,19 +63,14 @@ cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
     """CPU store: needs an rw VMA; a missing or read-only entry faults first."""
     cdef int32_t idx = find_vma(mm, vpn)
     cdef uint64_t *ptep
-    cdef int rc
     if idx < 0 or mm.vmas[idx].prot != PROT_RW:
         res_set(r, RES_SIGNAL, SIGSEGV)
         return
     ptep = pte_offset_map(mm.pgd, vpn)
     if ptep == NULL or not pte_write(ptep[0]):
-        rc = handle_mm_fault(m, mm, idx, vpn, FAULT_FLAG_WRITE)
-        if rc == VM_FAULT_SIGBUS:
-            res_set(r, RES_SIGNAL, SIGBUS)
+        ptep = fault_in(m, mm, idx, vpn, FAULT_FLAG_WRITE, r)
+        if ptep == NULL:
             return
-        if rc != VM_FAULT_OK:
-            return
-        ptep = pte_offset_map(mm.pgd, vpn)
     else:
         ptep[0] = pte_mkdirty(ptep[0])           # the hardware sets dirty on a store
     pfn_folio(&m.mem, pte_pfn(ptep[0])).value = value
