@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from dataclasses import dataclass, field
@@ -68,8 +69,10 @@ def write_seeds(programs: Sequence[Prog], seeds_dir: Path, log) -> int:
         written += 1
         path = seeds_dir / hashlib.sha1(data).hexdigest()
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
+            # The temp file lives outside the folder libFuzzer reads, under a unique name.
+            fd, tmp = tempfile.mkstemp(dir=seeds_dir.parent, prefix=".seed-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
     return written
 
@@ -102,11 +105,12 @@ class Job:
                     "--check-every", str(cfg.check_every)]
             if cfg.mutant:
                 argv += ["--mutant", cfg.mutant]
-            logf = open(wd / "logs" / f"worker-{i}.log", "w")
             # Own process group: the terminal's Ctrl-C reaches the parent only, which
-            # then stops the workers in order.
-            self.procs.append(subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, start_new_session=True))
+            # then stops the workers in order. The child keeps its own log handle.
+            with open(wd / "logs" / f"worker-{i}.log", "w") as logf:
+                self.procs.append(subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                                   stdin=subprocess.DEVNULL,
+                                                   start_new_session=True))
             self.stats_files.append(stats)
 
     def collect(self) -> JobStats:

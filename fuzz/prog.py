@@ -6,7 +6,7 @@ statements without an op).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from mmdiff.reference.ops import Op

@@ -160,7 +160,6 @@ def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte) -> None:
     mm.zap_pte(vpn)
     pte = Pte(new, writable=mm.vmas[i].prot.write)
     pte.mkdirty()
-    pte.soft_dirty = True
     mm.set_pte(vpn, pte)
 
 

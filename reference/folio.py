@@ -54,6 +54,7 @@ def folio_alloc_anon(value: int = 0) -> Folio:
 
 
 def folio_get(folio: Folio) -> None:
+    """folio_get: one more reference."""
     folio.refcount += 1
 
 

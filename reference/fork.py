@@ -33,11 +33,14 @@ def copy_present_pte(src_vma: Vma, pte: Pte) -> Pte:
         pte.writable = False               # is_cow_mapping && pte_write: wrprotect both
     child = replace(pte)
     if src_vma.shared:
-        child.dirty = False                # pte_mkclean for VM_SHARED
+        # pte_mkclean for VM_SHARED. Not reached yet: a shared VMA has no anon_vma;
+        # it will be once VM_PFNMAP mappings (vma_needs_copy) arrive with devmem.
+        child.dirty = False
     return child
 
 
 def dup_mmap(parent: Mm, child: Mm) -> None:
+    """dup_mmap: copy the parent's VMAs (minus VM_DONTCOPY) and, per copy_page_range, entries."""
     for vma in parent.vmas:
         if vma.dontfork:
             continue

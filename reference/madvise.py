@@ -52,6 +52,7 @@ def _vma_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> Opt
 
 
 def do_madvise(mm: Mm, vpn: int, npages: int, advice: Advice) -> Optional[Errno]:
+    """do_madvise: madvise_populate, or madvise_walk_vmas applying madvise_vma_behavior."""
     if advice not in SUPPORTED:
         return Errno.ENOSYS
     if npages == 0:

@@ -35,7 +35,8 @@ def get_unmapped_area(mm: Mm, npages: int, align: int) -> Optional[int]:
 
 
 def do_munmap_range(mm: Mm, start: int, end: int) -> None:
-    """Zap [start, end), split the VMAs at its ends and drop what lies inside."""
+    """do_vmi_munmap (vms_gather_munmap_vmas + unmap_region), also exit_mmap's whole
+    range: zap [start, end), split the VMAs at its ends and drop what lies inside."""
     mm.zap_range(start, end)
     mm.split_at(start)
     mm.split_at(end)

@@ -22,6 +22,8 @@ def can_change_pte_writable(vma: Vma, pte: Pte) -> bool:
     if not vma.shared:
         page = pte.page
         return isinstance(page, Folio) and page.anon and page.anon_exclusive
+    # Shared: only a PTE already dirty. Not reached yet: shmem has no write-notify, so
+    # change_pte_range already made it writable; reached with dirty tracking (issue 5).
     return pte.dirty
 
 
@@ -39,6 +41,7 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
 
 
 def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:
+    """do_mprotect_pkey: walk the VMAs from vpn, mprotect_fixup each piece, stop at a hole."""
     if npages == 0:
         return None
     end = vpn + npages

@@ -499,11 +499,6 @@ ALL_OPS: tuple[type, ...] = (
 AnyOp = Union[tuple(ALL_OPS)]  # type: ignore[valid-type]
 
 
-def op_fields(op: Op) -> dict:
-    """The op's arguments by field name (for printers and reports)."""
-    return {f.name: getattr(op, f.name) for f in fields(op)}  # type: ignore[arg-type]
-
-
 def _check_table() -> None:
     """Definition check at import time: every op names its syntax fields exactly."""
     import re

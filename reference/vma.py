@@ -88,7 +88,8 @@ def can_merge(a: Vma, b: Vma) -> bool:
 
 
 def merge_pass(vmas: list[Vma]) -> list[Vma]:
-    """Merge every mergeable adjacent pair (list sorted by start)."""
+    """vma_merge_existing_range / vma_merge_new_range, applied to every mergeable
+    adjacent pair of the list (sorted by start); see the module note."""
     out: list[Vma] = []
     for v in vmas:
         if out and can_merge(out[-1], v):
