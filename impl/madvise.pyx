@@ -125,7 +125,7 @@ cdef void sys_madvise(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept
     else:
         err = madvise_walk_vmas(m, mm, start, end, advice)
         if advice != ADV_DONTNEED:
-            vma_merge_all(m, mm)
+            vma_merge_range(m, mm, start, end)
     if err < 0:
         return
     if err:

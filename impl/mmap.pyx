@@ -93,7 +93,7 @@ cdef void sys_mmap(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept no
         v.pgoff = off if off >= 0 else 0
     if vma_insert(m, mm, find_vma_from(mm, vpn), &v) < 0:
         return
-    vma_merge_all(m, mm)
+    vma_merge_range(m, mm, vpn, vpn + npages)
     if flags & MAPF_POPULATE:
         _mmap_populate(m, mm, vpn, vpn + npages)
     res_set(r, RES_VALUE, <uint64_t>vpn)

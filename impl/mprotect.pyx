@@ -79,7 +79,7 @@ cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcep
         if idx >= mm.nr_vmas or mm.vmas[idx].start != mm.vmas[idx - 1].end:
             err = ENOMEM                         # a hole before the end of the range
             break
-    vma_merge_all(m, mm)
+    vma_merge_range(m, mm, start, end)
     if err:
         res_set(r, RES_ERRNO, err)
     else:

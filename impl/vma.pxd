@@ -25,7 +25,7 @@ cdef int vma_insert(machine_t *m, mm_t *mm, int32_t idx, vma_t *v) noexcept nogi
 cdef void vma_remove(machine_t *m, mm_t *mm, int32_t idx) noexcept nogil
 cdef int vma_split(machine_t *m, mm_t *mm, int32_t idx, int64_t at) noexcept nogil
 cdef bint vma_can_merge(vma_t *a, vma_t *b) noexcept nogil
-cdef void vma_merge_all(machine_t *m, mm_t *mm) noexcept nogil
+cdef void vma_merge_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil
 cdef void anon_vma_prepare(machine_t *m, mm_t *mm, int32_t idx) noexcept nogil
 cdef int vma_range_split(machine_t *m, mm_t *mm, int64_t start, int64_t end,
                          int32_t *first, int32_t *last) noexcept nogil

@@ -129,16 +129,20 @@ cdef bint vma_can_merge(vma_t *a, vma_t *b) noexcept nogil:
     return _anon_vma_compatible(a, b)
 
 
-cdef void vma_merge_all(machine_t *m, mm_t *mm) noexcept nogil:
-    """The merge pass over the whole VMA list (rules.md): each mergeable neighbour
-    pair becomes one VMA with the non-none anon_vma and the OR of forked."""
-    cdef int32_t i = 0
+cdef void vma_merge_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
+    """vma_modify / vma_merge_new_range: after an op changed [start, end), merge each
+    mergeable neighbour pair whose boundary lies in [start, end] (the changed pieces
+    with each other and with the VMA just below and just above), nothing else.
+    The merged VMA takes the non-none anon_vma and the OR of forked."""
+    cdef int32_t i = find_vma_from(mm, start)
     cdef vma_t *a
     cdef vma_t *b
-    while i + 1 < mm.nr_vmas:
+    if i > 0:
+        i -= 1                               # the VMA just below the range
+    while i + 1 < mm.nr_vmas and mm.vmas[i].end <= end:
         a = &mm.vmas[i]
         b = &mm.vmas[i + 1]
-        if not vma_can_merge(a, b):
+        if a.end < start or not vma_can_merge(a, b):
             i += 1
             continue
         a.end = b.end

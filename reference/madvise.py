@@ -14,7 +14,7 @@ from .fault import populate_fault
 from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES, Advice
 from .results import Errno
-from .vma import Vma, merge_pass
+from .vma import Vma, merge_range
 
 # Advice values this issue models; the rest return ENOSYS in both models.
 SUPPORTED = frozenset({Advice.DONTNEED, Advice.DONTFORK, Advice.DOFORK, Advice.WIPEONFORK,
@@ -81,5 +81,5 @@ def do_madvise(mm: Mm, vpn: int, npages: int, advice: Advice) -> Optional[Errno]
         if cursor < end:
             err = Errno.ENOMEM
     if changes_flags:
-        mm.vmas = merge_pass(mm.vmas)
+        mm.vmas = merge_range(mm.vmas, vpn, end)
     return err

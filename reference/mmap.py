@@ -14,7 +14,7 @@ from .mm import Mm
 from .ops import FILE_LIMIT_PAGES, HPAGE_PMD_NR, MMAP_MIN_PAGES, TASK_SIZE_PAGES, MapFlag, Prot
 from .results import Errno
 from .shmem import ShmemFile
-from .vma import Vma, merge_pass
+from .vma import Vma, merge_range
 
 # The lowest VPN an address hint of 0 may get (the kernel rounds hints below
 # 64 KiB up to it).
@@ -90,7 +90,7 @@ def do_mmap(mm: Mm, vpn: int, npages: int, prot: Prot, flags: frozenset,
         pgoff = off or 0
     mm.vmas.append(Vma(vpn, vpn + npages, prot, shared, file, pgoff))
     mm.vmas.sort(key=lambda v: v.start)
-    mm.vmas = merge_pass(mm.vmas)
+    mm.vmas = merge_range(mm.vmas, vpn, vpn + npages)
     if MapFlag.POPULATE in flags:
         mm_populate(mm, vpn, vpn + npages)
     return vpn

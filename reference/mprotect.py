@@ -13,7 +13,7 @@ from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES, Prot
 from .pagetable import Pte
 from .results import Errno
-from .vma import Vma, merge_pass
+from .vma import Vma, merge_range
 
 
 def can_change_pte_writable(vma: Vma, pte: Pte) -> bool:
@@ -65,5 +65,5 @@ def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:
         cursor = vma.end
     if err is None and cursor < end:
         err = Errno.ENOMEM
-    mm.vmas = merge_pass(mm.vmas)
+    mm.vmas = merge_range(mm.vmas, vpn, end)
     return err

@@ -10,10 +10,11 @@ Rules:
 - anon_vma_prepare reuses a neighbour's anon_vma when find_mergeable_anon_vma
   allows it (next first, then prev; anon_vma_compatible ignores only the
   access flags), else allocates a new one.
-Model simplification: the merge pass runs over the whole VMA list after every
-op that may merge (mmap, mprotect, madvise); the kernel tries the touched VMA's
-neighbours only, which gives the same list because untouched neighbours were
-already merged or incompatible.
+Merging happens only where an op changed the list (mmap, mprotect, madvise):
+the changed pieces with each other and with their neighbours just below and
+above. Elsewhere adjacent VMAs may stay apart although they look mergeable,
+e.g. after fork gives WIPEONFORK copies no anon_vma (found by the fuzzer
+against an earlier whole-list merge).
 """
 from __future__ import annotations
 
@@ -87,13 +88,13 @@ def can_merge(a: Vma, b: Vma) -> bool:
             and _anon_vma_compatible_for_merge(a, b))
 
 
-def merge_pass(vmas: list[Vma]) -> list[Vma]:
-    """vma_merge_existing_range / vma_merge_new_range, applied to every mergeable
-    adjacent pair of the list (sorted by start); see the module note."""
+def merge_range(vmas: list[Vma], start: int, end: int) -> list[Vma]:
+    """vma_modify / vma_merge_new_range after an op changed [start, end): merge every
+    mergeable adjacent pair whose boundary lies in [start, end] (list sorted by start)."""
     out: list[Vma] = []
     for v in vmas:
-        if out and can_merge(out[-1], v):
-            a = out[-1]
+        a = out[-1] if out else None
+        if a is not None and start <= a.end <= end and can_merge(a, v):
             out[-1] = replace(a, end=v.end, anon_vma=a.anon_vma if a.anon_vma is not None else v.anon_vma,
                               anon_vma_forked=a.anon_vma_forked or v.anon_vma_forked)
         else:
