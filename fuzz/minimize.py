@@ -33,6 +33,8 @@ import re
 import time
 from typing import Callable, Iterable, Optional
 
+import structlog
+
 from mmdiff.fuzz.differ import Divergence
 from mmdiff.fuzz.prog import Prog, Stmt
 from mmdiff.fuzz.runner import run_lockstep
@@ -387,5 +389,8 @@ def minimize(prog: Prog, still_fails: StillFails, timeout: Optional[float] = Non
             if s.best == before:        # a full round changed nothing: fixed point
                 break
     except _OutOfTime:
-        pass
+        # The best program so far still fails, but may not be 1-minimal: say so.
+        structlog.get_logger("mmdiff.minimize").warning(
+            "minimize_timeout", source=prog.source, timeout=timeout,
+            ops_before=len(prog), ops_after=len(s.best))
     return s.best
