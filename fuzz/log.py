@@ -15,6 +15,10 @@ from mmdiff.fuzz.runner import RunOutcome
 FORMATS = ("console", "json")
 
 
+def _current_stderr_logger(*_args) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(fmt: str = "console", stream: Optional[TextIO] = None) -> structlog.BoundLogger:
     """Route structlog to ``stream`` (default: the current sys.stderr) in ``fmt``."""
     if fmt not in FORMATS:
@@ -27,9 +31,11 @@ def configure(fmt: str = "console", stream: Optional[TextIO] = None) -> structlo
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,
         ],
-        # Bound at configure time: main() configures on every call, so a caller
-        # that swapped sys.stderr (tests) gets its stream.
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        # Without an explicit stream, sys.stderr is looked up at each message, so a
+        # logger used after the caller swapped (or closed) its stderr never writes to
+        # a stale stream (pytest's capture, a library caller's redirect).
+        logger_factory=(structlog.PrintLoggerFactory(file=stream) if stream is not None
+                        else _current_stderr_logger),
         cache_logger_on_first_use=False,
     )
     return structlog.get_logger("mmdiff")
