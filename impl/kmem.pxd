@@ -14,6 +14,7 @@ ctypedef struct kmem_t:
 
 cdef void *kzalloc(kmem_t *k, size_t size) noexcept nogil
 cdef void *krealloc_zero(kmem_t *k, void *p, size_t old_size, size_t new_size) noexcept nogil
+cdef int kgrow(kmem_t *k, void **arr, int32_t *cap, size_t elem, int32_t first) noexcept nogil
 cdef void kfree(kmem_t *k, void *p, size_t size) noexcept nogil
 cdef uint64_t *table_alloc(kmem_t *k) noexcept nogil
 cdef void table_free(kmem_t *k, uint64_t *table) noexcept nogil

@@ -29,6 +29,19 @@ cdef void *krealloc_zero(kmem_t *k, void *p, size_t old_size, size_t new_size) n
     return q
 
 
+cdef int kgrow(kmem_t *k, void **arr, int32_t *cap, size_t elem, int32_t first) noexcept nogil:
+    """Make room for one more element in a growable array (*arr, *cap elements of
+    `elem` bytes): double the capacity (start at `first`), zero the new tail.
+    Return: 0, or -1 with *arr and *cap unchanged when memory ran out."""
+    cdef int32_t new_cap = first if cap[0] == 0 else cap[0] * 2
+    cdef void *p = krealloc_zero(k, arr[0], cap[0] * elem, new_cap * elem)
+    if p == NULL:
+        return -1
+    arr[0] = p
+    cap[0] = new_cap
+    return 0
+
+
 cdef void kfree(kmem_t *k, void *p, size_t size) noexcept nogil:
     if p != NULL:
         k.bytes -= <int64_t>size

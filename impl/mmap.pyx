@@ -11,17 +11,10 @@
 cdef int32_t shmem_new(machine_t *m, int64_t npages, bint hidden) noexcept nogil:
     """A new shmem object slot in machine.files (a hidden one for shared anon,
     shmem_zero_setup); return its index, -1 on OOM."""
-    cdef int32_t new_cap
-    cdef shmem_t **arr
     cdef shmem_t *f
-    if m.nr_files == m.cap_files:
-        new_cap = 16 if m.cap_files == 0 else m.cap_files * 2
-        arr = <shmem_t **>krealloc_zero(&m.kmem, m.files, m.cap_files * sizeof(shmem_t *),
-                                        new_cap * sizeof(shmem_t *))
-        if arr == NULL:
-            return -1
-        m.files = arr
-        m.cap_files = new_cap
+    if m.nr_files == m.cap_files and kgrow(&m.kmem, <void **>&m.files, &m.cap_files,
+                                           sizeof(shmem_t *), 16) < 0:
+        return -1
     f = <shmem_t *>kzalloc(&m.kmem, sizeof(shmem_t))
     if f == NULL:
         return -1

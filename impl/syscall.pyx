@@ -14,16 +14,9 @@ cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil:
 
 cdef int32_t _proc_add(machine_t *m, mm_t *mm) noexcept nogil:
     """Register a new process; its index k names it "p{k}". -1 on OOM."""
-    cdef int32_t new_cap
-    cdef mm_t **arr
-    if m.nr_procs == m.cap_procs:
-        new_cap = 8 if m.cap_procs == 0 else m.cap_procs * 2
-        arr = <mm_t **>krealloc_zero(&m.kmem, m.procs, m.cap_procs * sizeof(mm_t *),
-                                     new_cap * sizeof(mm_t *))
-        if arr == NULL:
-            return -1
-        m.procs = arr
-        m.cap_procs = new_cap
+    if m.nr_procs == m.cap_procs and kgrow(&m.kmem, <void **>&m.procs, &m.cap_procs,
+                                           sizeof(mm_t *), 8) < 0:
+        return -1
     m.procs[m.nr_procs] = mm
     m.nr_procs += 1
     return m.nr_procs - 1

@@ -37,17 +37,10 @@ cdef int32_t find_vma_from(mm_t *mm, int64_t vpn) noexcept nogil:
 cdef int vma_insert(machine_t *m, mm_t *mm, int32_t idx, vma_t *v) noexcept nogil:
     """Insert a copy of *v at idx (caller keeps the order); takes a file reference.
     Return: 0, or -1 when the array could not grow."""
-    cdef int32_t new_cap
-    cdef vma_t *arr
     cdef vma_t copy = v[0]              # v may point into the array we reallocate
-    if mm.nr_vmas == mm.cap_vmas:
-        new_cap = 8 if mm.cap_vmas == 0 else mm.cap_vmas * 2
-        arr = <vma_t *>krealloc_zero(&m.kmem, mm.vmas, mm.cap_vmas * sizeof(vma_t),
-                                     new_cap * sizeof(vma_t))
-        if arr == NULL:
-            return -1
-        mm.vmas = arr
-        mm.cap_vmas = new_cap
+    if mm.nr_vmas == mm.cap_vmas and kgrow(&m.kmem, <void **>&mm.vmas, &mm.cap_vmas,
+                                           sizeof(vma_t), 8) < 0:
+        return -1
     memmove(&mm.vmas[idx + 1], &mm.vmas[idx], (mm.nr_vmas - idx) * sizeof(vma_t))
     mm.vmas[idx] = copy
     mm.nr_vmas += 1
