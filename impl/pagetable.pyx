@@ -41,87 +41,53 @@ cdef uint64_t *pte_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nog
     return pte + level_index(vpn, PTE_SHIFT)
 
 
+cdef int64_t _walk_level(uint64_t *table, int shift, int64_t base, int64_t start,
+                         int64_t end, pte_run_fn fn, void *ctx, kmem_t *k) noexcept nogil:
+    """Visit the used entries of one upper table (its index bits start at `shift`; it
+    maps vpns from `base`) that cover [start, end), descending to the PTE tables.
+    fn (if set) gets each PTE run; k (if set) frees each child table left empty,
+    bottom up (pte/pmd/pud_free_tlb). Return: PTE runs passed to fn."""
+    cdef int64_t span = (<int64_t>1) << shift
+    cdef int64_t last = (end - 1 - base) >> shift
+    cdef int64_t i = next_used(table, (start - base) >> shift, last + 1)
+    cdef int64_t runs = 0, b, lo, hi
+    cdef uint64_t *child
+    while i <= last:
+        b = base + i * span
+        lo = max(start, b)
+        hi = min(end, b + span)
+        child = entry_table(table[i])
+        if shift == PMD_SHIFT:                   # child is a PTE table
+            if fn != NULL:
+                fn(ctx, child + (lo - b), lo, hi - lo)
+                runs += 1
+        else:
+            runs += _walk_level(child, shift - PMD_SHIFT, b, lo, hi, fn, ctx, k)
+        if k != NULL and table_empty(child):
+            table_clear(table, i)
+            table_free(k, child)
+        i = next_used(table, i + 1, last + 1)
+    return runs
+
+
 cdef int64_t walk_pte_runs(uint64_t *pgd, int64_t start, int64_t end,
                            pte_run_fn fn, void *ctx) noexcept nogil:
     """Call fn on every run of PTEs of [start, end) that has a PTE table, in vpn order;
     only used upper entries are visited (walk_page_range). Return: runs visited."""
-    cdef int64_t runs = 0, i, j, l, last_i, last_j, last_l
-    cdef int64_t b1, b2, b3, lo1, hi1, lo2, hi2, lo3, hi3
-    cdef uint64_t *pud
-    cdef uint64_t *pmd
     if end > PGTABLE_SPAN:
         end = PGTABLE_SPAN                       # nothing maps past 4-level reach
     if start >= end:
         return 0
-    last_i = (end - 1) >> PGDIR_SHIFT
-    i = next_used(pgd, start >> PGDIR_SHIFT, last_i + 1)
-    while i <= last_i:
-        b1 = i << PGDIR_SHIFT
-        lo1 = max(start, b1)
-        hi1 = min(end, b1 + (1 << PGDIR_SHIFT))
-        pud = entry_table(pgd[i])
-        last_j = (hi1 - 1 - b1) >> PUD_SHIFT
-        j = next_used(pud, (lo1 - b1) >> PUD_SHIFT, last_j + 1)
-        while j <= last_j:
-            b2 = b1 + (j << PUD_SHIFT)
-            lo2 = max(lo1, b2)
-            hi2 = min(hi1, b2 + (1 << PUD_SHIFT))
-            pmd = entry_table(pud[j])
-            last_l = (hi2 - 1 - b2) >> PMD_SHIFT
-            l = next_used(pmd, (lo2 - b2) >> PMD_SHIFT, last_l + 1)
-            while l <= last_l:
-                b3 = b2 + (l << PMD_SHIFT)
-                lo3 = max(lo2, b3)
-                hi3 = min(hi2, b3 + PTRS_PER_TABLE)
-                fn(ctx, entry_table(pmd[l]) + (lo3 - b3), lo3, hi3 - lo3)
-                runs += 1
-                l = next_used(pmd, l + 1, last_l + 1)
-            j = next_used(pud, j + 1, last_j + 1)
-        i = next_used(pgd, i + 1, last_i + 1)
-    return runs
+    return _walk_level(pgd, PGDIR_SHIFT, 0, start, end, fn, ctx, NULL)
 
 
 cdef void free_pgtables(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end) noexcept nogil:
     """Free the tables touching [start, end) that hold no entry any more, bottom up
     (free_pgtables after an unmap; here by emptiness instead of VMA floor/ceiling)."""
-    cdef int64_t i, j, l, last_i, last_j, last_l, b1, b2, lo1, hi1, lo2, hi2
-    cdef uint64_t *pud
-    cdef uint64_t *pmd
-    cdef uint64_t *pte
     if end > PGTABLE_SPAN:
         end = PGTABLE_SPAN
-    if start >= end:
-        return
-    last_i = (end - 1) >> PGDIR_SHIFT
-    i = next_used(pgd, start >> PGDIR_SHIFT, last_i + 1)
-    while i <= last_i:
-        b1 = i << PGDIR_SHIFT
-        lo1 = max(start, b1)
-        hi1 = min(end, b1 + (1 << PGDIR_SHIFT))
-        pud = entry_table(pgd[i])
-        last_j = (hi1 - 1 - b1) >> PUD_SHIFT
-        j = next_used(pud, (lo1 - b1) >> PUD_SHIFT, last_j + 1)
-        while j <= last_j:
-            b2 = b1 + (j << PUD_SHIFT)
-            lo2 = max(lo1, b2)
-            hi2 = min(hi1, b2 + (1 << PUD_SHIFT))
-            pmd = entry_table(pud[j])
-            last_l = (hi2 - 1 - b2) >> PMD_SHIFT
-            l = next_used(pmd, (lo2 - b2) >> PMD_SHIFT, last_l + 1)
-            while l <= last_l:
-                pte = entry_table(pmd[l])
-                if table_empty(pte):
-                    table_clear(pmd, l)
-                    table_free(k, pte)           # pte_free_tlb
-                l = next_used(pmd, l + 1, last_l + 1)
-            if table_empty(pmd):
-                table_clear(pud, j)
-                table_free(k, pmd)               # pmd_free_tlb
-            j = next_used(pud, j + 1, last_j + 1)
-        if table_empty(pud):
-            table_clear(pgd, i)
-            table_free(k, pud)                   # pud_free_tlb
-        i = next_used(pgd, i + 1, last_i + 1)
+    if start < end:
+        _walk_level(pgd, PGDIR_SHIFT, 0, start, end, NULL, NULL, k)
 
 
 cdef void _table_free_tree(uint64_t *table, int level, kmem_t *k) noexcept nogil:
