@@ -12,6 +12,10 @@ Order of checks, as in the kernel:
 Rules of do_wp_page: a shared mapping never copies (wp_page_shared); a private
 mapping reuses an anon page that is AnonExclusive or whose only reference is
 this PTE (wp_can_reuse_anon_folio); everything else is copied (wp_page_copy).
+A write fault may come from GUP with FOLL_FORCE (poke) in a VMA without VM_WRITE:
+then the new or reused entry stays read-only (maybe_mkwrite). An UNSHARE fault
+(FAULT_FLAG_UNSHARE, from a R/O pin) makes the page exclusive without making it
+writable: reuse only sets AnonExclusive, a copy is mapped read-only and clean.
 """
 from __future__ import annotations
 
@@ -51,7 +55,15 @@ def handle_mm_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
     sig = access_error(vma, write)
     if sig is not None:
         return sig
-    assert i is not None and vma is not None
+    assert i is not None
+    return handle_pte_fault(mm, i, vpn, write)
+
+
+def handle_pte_fault(mm: Mm, i: int, vpn: int, write: bool,
+                     unshare: bool = False) -> Optional[Signal]:
+    """The fault proper, after the caller's permission check (the arch check for the
+    CPU, check_vma_flags for GUP). Return: None, or SIGBUS past a file's EOF."""
+    vma = mm.vmas[i]
     pte = mm.ptes.get(vpn)
     if pte is None:
         if vma.is_anon:
@@ -65,21 +77,25 @@ def handle_mm_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
         else:
             do_cow_fault(mm, i, vpn)
         return None
-    if write and not pte.writable:
-        do_wp_page(mm, i, vpn, pte)
+    if (write or unshare) and not pte.writable:
+        do_wp_page(mm, i, vpn, pte, unshare)
     elif write:
         pte.mkdirty()   # handle_pte_fault: already writable, only dirty/young
     return None
 
 
 def do_anonymous_page(mm: Mm, i: int, vpn: int, write: bool) -> None:
-    """Read: map the zero page (no anon_vma). Write: a new exclusive anon page, rw+dirty."""
+    """Read: map the zero page (no anon_vma). Write: a new exclusive anon page,
+    rw+dirty only with VM_WRITE (`if (vma->vm_flags & VM_WRITE) pte_mkwrite(pte_mkdirty())`:
+    a FOLL_FORCE write into a read-only VMA leaves it clean and read-only)."""
     if not write:
         mm.set_pte(vpn, Pte(ZERO_PAGE))
         return
     anon_vma_prepare(mm.vmas, i)
-    pte = Pte(folio_alloc_anon(), writable=True)
-    pte.mkdirty()
+    pte = Pte(folio_alloc_anon())
+    if mm.vmas[i].prot.write:
+        pte.writable = True
+        pte.mkdirty()
     mm.set_pte(vpn, pte)
 
 
@@ -120,12 +136,13 @@ def do_shared_fault(mm: Mm, vma: Vma, vpn: int) -> None:
 
 
 def do_cow_fault(mm: Mm, i: int, vpn: int) -> None:
-    """Write fault on a none entry of a private file mapping: copy the file page."""
+    """Write fault on a none entry of a private file mapping: copy the file page
+    (set_pte_range: maybe_mkwrite(pte_mkdirty()): dirty, writable iff VM_WRITE)."""
     vma = mm.vmas[i]
     assert vma.file is not None
     src = vma.file.get_folio(vma.pgoff_of(vpn))
     anon_vma_prepare(mm.vmas, i)
-    pte = Pte(folio_alloc_anon(src.value), writable=True)
+    pte = Pte(folio_alloc_anon(src.value), writable=vma.prot.write)
     pte.mkdirty()
     mm.set_pte(vpn, pte)
 
@@ -135,31 +152,39 @@ def wp_can_reuse_anon_folio(folio: Folio) -> bool:
     return folio.refcount == 1
 
 
-def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte) -> None:
-    """Write fault on a present read-only entry."""
+def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte, unshare: bool = False) -> None:
+    """Write (or unshare) fault on a present read-only entry."""
     vma = mm.vmas[i]
     if vma.shared:
-        # wp_page_shared: no copy, make writable (+dirty)
+        # wp_page_shared: no copy, make writable (+dirty). Only reached with VM_WRITE:
+        # GUP refuses FOLL_FORCE writes and never unshares in a shared mapping.
         pte.writable = True
         pte.mkdirty()
         return
     page = pte.page
     if isinstance(page, Folio) and page.anon and (page.anon_exclusive or wp_can_reuse_anon_folio(page)):
-        # wp_page_reuse: same frame; SetPageAnonExclusive first
+        # SetPageAnonExclusive; unshare stops here (the entry stays read-only),
+        # else wp_page_reuse: same frame, maybe_mkwrite(pte_mkdirty())
         page.anon_exclusive = True
-        pte.writable = vma.prot.write   # maybe_mkwrite
-        pte.mkdirty()
+        if not unshare:
+            pte.writable = vma.prot.write
+            pte.mkdirty()
         return
-    wp_page_copy(mm, i, vpn, pte)
+    wp_page_copy(mm, i, vpn, pte, unshare)
 
 
-def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte) -> None:
-    """A new exclusive anon page (zeroed for the zero page, else a copy), rw+dirty."""
+def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte, unshare: bool = False) -> None:
+    """A new exclusive anon page (zeroed for the zero page, else a copy). Write:
+    maybe_mkwrite(pte_mkdirty()). Unshare: read-only, clean, soft-dirty inherited."""
     anon_vma_prepare(mm.vmas, i)
     new = folio_alloc_anon(old.page.value)
+    soft_dirty = old.soft_dirty
     mm.zap_pte(vpn)
-    pte = Pte(new, writable=mm.vmas[i].prot.write)
-    pte.mkdirty()
+    if unshare:
+        pte = Pte(new, soft_dirty=soft_dirty)
+    else:
+        pte = Pte(new, writable=mm.vmas[i].prot.write)
+        pte.mkdirty()
     mm.set_pte(vpn, pte)
 
 

@@ -6,13 +6,15 @@ gets its own anon_vma (anon_vma_fork) when the parent's has one, and entries are
 copied only when vma_needs_copy (the parent VMA has an anon_vma: there is no
 uffd-wp or PFNMAP yet). copy_present_pte: the zero page is copied as is; an anon
 page loses AnonExclusive and both PTEs become read-only (COW); a page-cache page
-in a private mapping is shared read-only.
+in a private mapping is shared read-only. An AnonExclusive page that may be
+pinned (folio_needs_cow_for_dma) is never shared: the child gets a copy now
+(copy_present_page) and the parent's entry stays as it was.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
-from .folio import Folio
+from .folio import Folio, folio_alloc_anon
 from .mm import Mm
 from .pagetable import Pte
 from .vma import Vma, anon_vma_alloc
@@ -23,12 +25,27 @@ def vma_needs_copy(src: Vma) -> bool:
     return src.anon_vma is not None
 
 
-def copy_present_pte(src_vma: Vma, pte: Pte) -> Pte:
+def folio_needs_cow_for_dma(src: Mm, folio: Folio) -> bool:
+    """MMF_HAS_PINNED && folio_maybe_dma_pinned (exact here: pincount > 0)."""
+    return src.has_pinned and folio.pincount > 0
+
+
+def copy_present_page(dst_vma: Vma, page: Folio) -> Pte:
+    """The child's private copy of a pinned exclusive page: a new exclusive page,
+    maybe_mkwrite(pte_mkdirty(mk_pte(new, dst_vma->vm_page_prot)))."""
+    pte = Pte(folio_alloc_anon(page.value), writable=dst_vma.prot.write)
+    pte.mkdirty()
+    return pte
+
+
+def copy_present_pte(src: Mm, src_vma: Vma, pte: Pte) -> Pte:
     """The child's entry for one present parent entry; write-protects the parent's in a
     COW mapping (every private mapping of ours: VM_MAYWRITE is always set)."""
     page = pte.page
     if isinstance(page, Folio) and page.anon:
-        page.anon_exclusive = False        # __folio_try_dup_anon_rmap (no pins yet)
+        if page.anon_exclusive and folio_needs_cow_for_dma(src, page):
+            return copy_present_page(src_vma, page)   # __folio_try_dup_anon_rmap: -EBUSY
+        page.anon_exclusive = False        # __folio_try_dup_anon_rmap
     if not src_vma.shared:
         pte.writable = False               # is_cow_mapping && pte_write: wrprotect both
     child = replace(pte)
@@ -55,4 +72,4 @@ def dup_mmap(parent: Mm, child: Mm) -> None:
         if not vma_needs_copy(vma):
             continue
         for vpn in parent.vpns_in(vma.start, vma.end):
-            child.set_pte(vpn, copy_present_pte(vma, parent.ptes[vpn]))
+            child.set_pte(vpn, copy_present_pte(parent, vma, parent.ptes[vpn]))

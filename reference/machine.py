@@ -3,7 +3,8 @@
 
 Module map (one kernel concept each): folio (pages, zero page), shmem (files),
 vma (split/merge/anon_vma), pagetable (PTE bits), mm (address space, map/zap),
-fault (faults and COW), mmap (mmap/munmap), mprotect, madvise, fork.
+fault (faults and COW), mmap (mmap/munmap), mprotect, madvise, fork, gup (pins
+and /proc/pid/mem writes).
 """
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from typing import Callable, Optional, Union
 from . import ops as O
 from .api import InvariantError
 from .fault import handle_mm_fault
-from .folio import Folio
+from .folio import Folio, ZeroPage
 from .fork import dup_mmap
+from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
 from .madvise import do_madvise
 from .mm import Mm
 from .mmap import do_mmap, do_munmap, do_munmap_range
 from .mprotect import do_mprotect
 from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
 from .shmem import ShmemFile
-from .state import NONE_PAGE, FrameView, ProcView, RawSnapshot, VmaView
+from .state import NONE_PAGE, ZERO_KEY, FrameView, ProcView, RawSnapshot, VmaView
 
 _Ret = Union[None, Errno]
 
@@ -36,12 +38,15 @@ class ReferenceMachine:
         self.procs: dict[str, Mm] = {"p0": Mm("p0")}
         self.nprocs = 1                      # processes ever created: next is p{nprocs}
         self.files: dict[str, ShmemFile] = {}
+        self.pins: dict[str, PinHandle] = {}  # live handles; h{k} for the k-th successful pin
+        self.npins = 0
         self._dispatch: dict[type, Callable[[O.Op], Result]] = {
             O.Mmap: self._mmap, O.Munmap: self._munmap, O.Mprotect: self._mprotect,
             O.Madvise: self._madvise, O.Read: self._read, O.Write: self._write,
             O.Fork: self._fork, O.Exit: self._exit, O.File: self._file,
             O.FileRead: self._fread, O.FileWrite: self._fwrite, O.State: self._state,
-            O.Same: self._same,
+            O.Same: self._same, O.Pin: self._pin, O.PinRead: self._pread,
+            O.PinWrite: self._pwrite, O.Unpin: self._unpin, O.Poke: self._poke,
         }
 
     # --- the contract ----------------------------------------------------------------
@@ -72,6 +77,10 @@ class ReferenceMachine:
                 pv.pages[vpn] = page
                 self._note_frame(snap, page.frame)
             snap.procs[pname] = pv
+        for hname, h in self.pins.items():
+            snap.pins[hname] = [ZERO_KEY if isinstance(p, ZeroPage) else p for p in h.pages]
+            for p in h.pages:
+                self._note_frame(snap, p)
         for fname, f in self.files.items():
             snap.files[fname] = {pgoff: folio for pgoff, folio in f.pages.items()}
             for folio in f.pages.values():
@@ -111,6 +120,19 @@ class ReferenceMachine:
         for f in self._all_files():
             for folio in f.pages.values():
                 refs[folio] = refs.get(folio, 0) + 1
+        pins: dict[Folio, int] = {}
+        for hname, h in self.pins.items():
+            for page in h.pages:
+                if isinstance(page, Folio):
+                    pins[page] = pins.get(page, 0) + 1
+                    refs.setdefault(page, 0)
+                    # I3: a pinned anon page is AnonExclusive (gup_must_unshare, fork copies)
+                    if page.anon and not page.anon_exclusive:
+                        raise InvariantError(f"{hname}: pinned anon page not exclusive {page!r}")
+        for page in refs:
+            if page.pincount != pins.get(page, 0):
+                raise InvariantError(f"pincount {page.pincount:#x} != "
+                                     f"{pins.get(page, 0):#x} pins: {page!r}")
         for page, n in maps.items():
             # I2: an AnonExclusive page is mapped at most once
             if page.anon and page.anon_exclusive and n > 1:
@@ -223,6 +245,48 @@ class ReferenceMachine:
             return f
         f.write(op.pgoff, op.value & O.U64_MASK)
         return OK
+
+    def _pin(self, op: O.Pin) -> Result:
+        h = pin_user_pages(self.procs[op.proc], op.vpn, op.npages, op.mode.write,
+                           op.mode.longterm)
+        if isinstance(h, Errno):
+            return errno(h)
+        self.npins += 1                                 # a failed pin creates no name
+        hname = f"h{self.npins}"
+        self.pins[hname] = h
+        return name(hname)
+
+    def _pin_page(self, op: Union[O.PinRead, O.PinWrite]) -> Union[PinHandle, Result]:
+        """The live handle and a valid index, or EINVAL (no such pin, or out of range)."""
+        h = self.pins.get(op.pin)
+        if h is None or op.index >= len(h.pages):
+            return errno(Errno.EINVAL)
+        return h
+
+    def _pread(self, op: O.PinRead) -> Result:
+        h = self._pin_page(op)
+        return h if isinstance(h, Result) else value(h.pages[op.index].value)
+
+    def _pwrite(self, op: O.PinWrite) -> Result:
+        h = self._pin_page(op)
+        if isinstance(h, Result):
+            return h
+        if not h.write:
+            return errno(Errno.EPERM)                   # DMA write through a read-only pin
+        page = h.pages[op.index]
+        assert isinstance(page, Folio), f"a FOLL_WRITE pin holds the zero page: {op}"
+        page.value = op.value & O.U64_MASK
+        return OK
+
+    def _unpin(self, op: O.Unpin) -> Result:
+        h = self.pins.pop(op.pin, None)
+        if h is None:
+            return errno(Errno.EINVAL)
+        unpin_user_pages(h)
+        return OK
+
+    def _poke(self, op: O.Poke) -> Result:
+        return _status(poke(self.procs[op.proc], op.vpn, op.value))
 
     def _state(self, op: O.State) -> Result:
         pte = self.procs[op.proc].ptes.get(op.vpn)

@@ -23,6 +23,9 @@ class Mm:
         # hidden shmem objects whose VMAs went away; the machine frees those no
         # VMA maps any more (the last fput of a MAP_SHARED|MAP_ANONYMOUS object)
         self.dropped_objects: list[ShmemFile] = []
+        # MMF_HAS_PINNED: set by the first FOLL_PIN on this mm, never cleared, not
+        # inherited by fork (not in MMF_INIT_MASK)
+        self.has_pinned = False
 
     # --- VMAs -------------------------------------------------------------------
 
