@@ -47,6 +47,9 @@ cdef enum:
     PG_free = 1 << 3             # on the free list
     PG_pagecache = 1 << 4        # in a shmem file's page cache (holds one ref)
 
+    # --- GUP (mm/gup.c)
+    PIN_MAX_PAGES = 1 << 18      # pages per pin: 1 GiB, io_uring's limit per buffer
+
     # --- frame table sections (SPARSEMEM-style mem_map chunks that never move)
     SECTION_SHIFT = 16
     SECTION_FRAMES = 1 << 16
@@ -81,6 +84,7 @@ cdef enum:
 
     # --- fault flags and results (include/linux/mm_types.h vm_fault_t)
     FAULT_FLAG_WRITE = 1 << 0
+    FAULT_FLAG_UNSHARE = 1 << 1  # GUP R/O pin: make the page exclusive, keep it read-only
     VM_FAULT_OK = 0
     VM_FAULT_SIGBUS = 1
     VM_FAULT_OOM = 2
@@ -100,6 +104,11 @@ cdef enum:
     OP_FWRITE = 11
     OP_STATE = 12
     OP_SAME = 13
+    OP_PIN = 14
+    OP_POKE = 15
+    OP_PREAD = 16
+    OP_PWRITE = 17
+    OP_UNPIN = 18
 
     # --- result kinds of the batch encoding (decoded in machine.pyx)
     RES_OK = 0
@@ -109,6 +118,7 @@ cdef enum:
     RES_PROC = 4                 # payload: index k of the created process "p{k}"
     RES_STATE = 5                # payload: STATE_* code of one entry
     RES_SAME = 6                 # payload: 1 yes / 0 no
+    RES_PIN = 7                  # payload: k of the created pin handle "h{k}"
 
     # --- state probe codes: kind in bits 0..3, bits from bit 4 on
     ENTRY_NONE = 0
@@ -125,6 +135,7 @@ cdef enum:
     ENOENT = 2
     EBADF = 9
     ESRCH = 3
+    EIO = 5
     ENOMEM = 12
     EFAULT = 14
     EEXIST = 17
@@ -150,6 +161,10 @@ cdef enum:
     MUTANT_SPLIT_VMA_LOSES_ANON_VMA = 11     # __split_vma
     MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE = 12  # madvise_dontneed_single_vma
     MUTANT_FAULT_AROUND_ALLOCATES = 13       # filemap_map_pages (do_fault_around)
+    MUTANT_FORK_SHARES_PINNED_PAGE = 14      # copy_present_pte (folio_needs_cow_for_dma)
+    MUTANT_RO_PIN_SKIPS_UNSHARE = 15         # gup_must_unshare
+    MUTANT_RW_PIN_SKIPS_COW_BREAK = 16       # can_follow_write_pte (FOLL_WRITE)
+    MUTANT_POKE_WRITES_PAGECACHE = 17        # can_follow_write_pte (FOLL_FORCE: Dirty COW)
 
 # Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
 cdef extern from *:

@@ -9,11 +9,19 @@
 # - do_wp_page: shared -> make writable; zero page -> copy (zeroed); anon and
 #   (AnonExclusive or refcount == 1) -> reuse; otherwise copy.
 # - A dirty entry is always soft-dirty too (pte_mkdirty).
+# - Write faults also come from GUP with FOLL_FORCE (poke) in a VMA without VM_WRITE:
+#   maybe_mkwrite leaves those entries read-only. FAULT_FLAG_UNSHARE (R/O pins) reuses
+#   by setting AnonExclusive only, or maps the copy read-only and clean.
 
 
-cdef inline uint64_t _new_anon_pte(uint32_t pfn) noexcept nogil:
-    # mk_pte + maybe_mkwrite(pte_mkdirty()): the VMA is rw on every path that gets here.
-    return pte_mkdirty(pfn_pte(pfn, _PAGE_RW))
+cdef inline uint64_t maybe_mkwrite(vma_t *v, uint64_t pte) noexcept nogil:
+    """maybe_mkwrite: the write bit only with VM_WRITE."""
+    return pte_mkwrite(pte) if v.prot == PROT_RW else pte
+
+
+cdef inline uint64_t _new_anon_pte(vma_t *v, uint32_t pfn) noexcept nogil:
+    # mk_pte + maybe_mkwrite(pte_mkdirty()) (do_cow_fault's set_pte_range, wp_page_copy)
+    return maybe_mkwrite(v, pte_mkdirty(pfn_pte(pfn, 0)))
 
 
 cdef uint32_t _alloc_anon_folio(machine_t *m, uint64_t value) noexcept nogil:
@@ -40,7 +48,10 @@ cdef int do_anonymous_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
     pfn = _alloc_anon_folio(m, 0)
     if pfn == 0:
         return VM_FAULT_OOM
-    set_pte_at(ptep, vpn, _new_anon_pte(pfn))
+    # `if (vma->vm_flags & VM_WRITE) entry = pte_mkwrite(pte_mkdirty(entry))`: a
+    # FOLL_FORCE write into a read-only VMA gets a clean read-only entry
+    set_pte_at(ptep, vpn, pte_mkwrite(pte_mkdirty(pfn_pte(pfn, 0)))
+               if mm.vmas[idx].prot == PROT_RW else pfn_pte(pfn, 0))
     return VM_FAULT_OK
 
 
@@ -108,7 +119,7 @@ cdef int do_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *pt
         anon = _alloc_anon_folio(m, folio.value)
         if anon == 0:
             return VM_FAULT_OOM
-        set_pte_at(ptep, vpn, _new_anon_pte(anon))
+        set_pte_at(ptep, vpn, _new_anon_pte(v, anon))
         return VM_FAULT_OK
     folio_get(folio)                             # finish_fault -> set_pte_range
     folio.mapcount += 1                          # folio_add_file_rmap_pte
@@ -118,9 +129,11 @@ cdef int do_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *pt
     return VM_FAULT_OK
 
 
-cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexcept nogil:
+cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
+                      int flags) noexcept nogil:
     """Replace a read-only entry by a private exclusive copy (zeroed for the zero page);
-    the old frame loses this mapping (folio_remove_rmap_pte + folio_put)."""
+    the old frame loses this mapping (folio_remove_rmap_pte + folio_put). Unshare:
+    the copy is read-only and clean and inherits soft-dirty."""
     cdef uint64_t pte = ptep[0]
     cdef uint32_t old = pte_pfn(pte), pfn
     cdef folio_t *old_folio = NULL
@@ -132,7 +145,10 @@ cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexc
     pfn = _alloc_anon_folio(m, value)
     if pfn == 0:
         return VM_FAULT_OOM
-    ptep[0] = _new_anon_pte(pfn)
+    if flags & FAULT_FLAG_UNSHARE:
+        ptep[0] = pfn_pte(pfn, pte & _PAGE_SOFT_DIRTY)
+    else:
+        ptep[0] = _new_anon_pte(&mm.vmas[idx], pfn)
     if old_folio != NULL:
         old_folio.mapcount -= 1
         if m.mutant == MUTANT_COW_KEEPS_EXCLUSIVE and (old_folio.flags & PG_anon) \
@@ -142,17 +158,20 @@ cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexc
     return VM_FAULT_OK
 
 
-cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexcept nogil:
-    """Write to a present read-only entry (do_wp_page)."""
+cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
+                    int flags) noexcept nogil:
+    """Write (or unshare) fault on a present read-only entry (do_wp_page)."""
     cdef vma_t *v = &mm.vmas[idx]
     cdef uint64_t pte = ptep[0]
     cdef folio_t *folio
     cdef bint excl
     if v.shared:
-        ptep[0] = pte_mkwrite(pte_mkdirty(pte))  # wp_page_shared: never copy
+        # wp_page_shared: never copy (only reached with VM_WRITE: GUP refuses FOLL_FORCE
+        # writes and never unshares in a shared mapping)
+        ptep[0] = pte_mkwrite(pte_mkdirty(pte))
         return VM_FAULT_OK
     if pte_special(pte):
-        return wp_page_copy(m, mm, idx, ptep)    # zero page: vm_normal_page() is NULL
+        return wp_page_copy(m, mm, idx, ptep, flags)   # zero page: vm_normal_page() is NULL
     folio = pfn_folio(&m.mem, pte_pfn(pte))
     if folio.flags & PG_anon:
         excl = (folio.flags & PG_anon_exclusive) != 0
@@ -161,12 +180,13 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep) noexcep
         # PageAnonExclusive || wp_can_reuse_anon_folio (order 0: refcount == 1)
         if excl or folio.refcount == 1 or m.mutant == MUTANT_REUSE_IGNORES_REFCOUNT:
             folio.flags |= PG_anon_exclusive
-            ptep[0] = pte_mkwrite(pte_mkdirty(pte))   # wp_page_reuse
+            if not (flags & FAULT_FLAG_UNSHARE):     # unshare: the entry stays read-only
+                ptep[0] = maybe_mkwrite(v, pte_mkdirty(pte))   # wp_page_reuse
             return VM_FAULT_OK
-    elif m.mutant == MUTANT_PRIVATE_FILE_WRITE_TO_PAGECACHE:
+    elif m.mutant == MUTANT_PRIVATE_FILE_WRITE_TO_PAGECACHE and v.prot == PROT_RW:
         ptep[0] = pte_mkwrite(pte_mkdirty(pte))  # mutant: Dirty COW, the cache page is written
         return VM_FAULT_OK
-    return wp_page_copy(m, mm, idx, ptep)        # shared anon or a page-cache page
+    return wp_page_copy(m, mm, idx, ptep, flags) # shared anon or a page-cache page
 
 
 cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
@@ -186,10 +206,11 @@ cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
         if vma_is_anon_private(&mm.vmas[idx]):
             return do_anonymous_page(m, mm, idx, vpn, ptep, flags)
         return do_fault(m, mm, idx, vpn, ptep, flags)
-    if flags & FAULT_FLAG_WRITE:
+    if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not pte_write(pte):
-            return do_wp_page(m, mm, idx, ptep)
-        ptep[0] = pte_mkdirty(pte)
+            return do_wp_page(m, mm, idx, ptep, flags)
+        if flags & FAULT_FLAG_WRITE:
+            ptep[0] = pte_mkdirty(pte)
     return VM_FAULT_OK
 
 

@@ -5,11 +5,30 @@
 # anon_vma iff the parent's has one, and entries are copied only then
 # (vma_needs_copy). Copied anon pages lose AnonExclusive and both sides become
 # read-only; page-cache pages are shared read-only; the zero page is copied as is.
+# A pinned AnonExclusive page is copied for the child at once (copy_present_page).
 
 
 ctypedef struct copy_ctx_t:
     machine_t *m
+    mm_t *src
     mm_t *dst
+    vma_t *vma          # the parent VMA being copied (same prot as the child's)
+
+
+cdef inline bint folio_needs_cow_for_dma(machine_t *m, mm_t *src, folio_t *folio) noexcept nogil:
+    """MMF_HAS_PINNED && folio_maybe_dma_pinned (exact here: pincount > 0)."""
+    if m.mutant == MUTANT_FORK_SHARES_PINNED_PAGE:
+        return False                             # mutant: the child shares the pinned page
+    return src.has_pinned and folio.pincount > 0
+
+
+cdef uint64_t copy_present_page(machine_t *m, vma_t *v, folio_t *folio) noexcept nogil:
+    """The child's private copy of a pinned exclusive page (the parent's entry stays):
+    maybe_mkwrite(pte_mkdirty(mk_pte(new, vm_page_prot))); 0 on OOM."""
+    cdef uint32_t pfn = _alloc_anon_folio(m, folio.value)
+    if pfn == 0:
+        return 0
+    return maybe_mkwrite(v, pte_mkdirty(pfn_pte(pfn, 0)))
 
 
 cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcept nogil:
@@ -35,6 +54,14 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
         pte = table[i]
         if not pte_special(pte):                 # the zero page has no counts
             folio = pfn_folio(&m.mem, pte_pfn(pte))
+            if (folio.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(m, c.src, folio):
+                # __folio_try_dup_anon_rmap -> -EBUSY: copy_present_page for the child
+                pte = copy_present_page(m, c.vma, folio)
+                if pte == 0:
+                    return                       # kmem.oom is set; the op is abandoned
+                table_set(dst, i, pte)
+                i = next_used(table, i + 1, end)
+                continue
             folio.refcount += 1                  # folio_get
             folio.mapcount += 1                  # folio_try_dup_anon_rmap_pte / dup_file_rmap
             folio.flags &= ~(<uint32_t>PG_anon_exclusive) | keep
@@ -56,6 +83,7 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
     if child == NULL:
         return NULL
     ctx.m = m
+    ctx.src = parent
     ctx.dst = child
     for i in range(parent.nr_vmas):
         pv = &parent.vmas[i]
@@ -74,6 +102,7 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
         if vma_insert(m, child, child.nr_vmas, &cv) < 0:
             break
         if not wipe and pv.anon_vma != 0:
+            ctx.vma = pv
             walk_pte_runs(parent.pgd, pv.start, pv.end, copy_pte_run, &ctx)
         if m.kmem.oom:
             break

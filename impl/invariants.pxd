@@ -7,13 +7,15 @@ cdef enum:
     INV_FREE_MAPPED = 3      # an entry maps a frame on the free list
     INV_I1 = 4               # writable anon entry whose page is not AnonExclusive
     INV_I2 = 5               # AnonExclusive page mapped more than once
-    INV_REFCOUNT = 6         # refcount != mappings + page-cache reference
+    INV_REFCOUNT = 6         # refcount != mappings + page-cache reference + pins
     INV_MAPCOUNT = 7         # mapcount != PTEs mapping the frame
     INV_PAGECACHE = 8        # PG_pagecache disagrees with the files' caches
     INV_VMA_ORDER = 9        # VMAs unsorted, overlapping or empty
     INV_FREE_LIST = 10       # free-list length != nr_free
     INV_ZERO_COUNTS = 11     # the zero page carries counts
     INV_TABLE_BITMAP = 12    # a table's used bitmap disagrees with its entries
+    INV_PINCOUNT = 13        # pincount != live pin handles holding the frame
+    INV_I3 = 14              # a pinned anon page is not AnonExclusive
 
 ctypedef struct inv_report_t:
     int32_t code             # INV_*

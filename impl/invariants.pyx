@@ -84,13 +84,17 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
     cdef int64_t nfree = 0
     cdef folio_t *folio
     cdef int32_t *cached
+    cdef int32_t *pinned
     cdef mm_t *mm
+    cdef int64_t j
     rep.code = INV_OK
     ctx.maps = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     cached = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
-    if ctx.maps == NULL or cached == NULL:
+    pinned = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
+    if ctx.maps == NULL or cached == NULL or pinned == NULL:
         free(ctx.maps)
         free(cached)
+        free(pinned)
         m.kmem.oom = 1
         return INV_OK
     ctx.m = m
@@ -108,6 +112,10 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
         ctx.proc = p
         walk_pte_runs(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, &ctx)
     _count_cache(m, cached)
+    for i in range(m.nr_pins):
+        if m.pins[i].live:
+            for j in range(m.pins[i].npages):
+                pinned[m.pins[i].pfns[j]] += 1
     folio = pfn_folio(&m.mem, 0)
     if folio.refcount != 0 or folio.mapcount != 0:
         _fail(rep, INV_ZERO_COUNTS, -1, -1, 0, 0, folio.refcount)
@@ -115,15 +123,23 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
         folio = pfn_folio(&m.mem, pfn)
         if folio.flags & PG_free:
             nfree += 1
+            if pinned[pfn]:
+                _fail(rep, INV_FREE_MAPPED, -1, -1, pfn, 0, pinned[pfn])   # a pin on a free frame
             continue
         # page-cache membership matches the flag (each page in at most one cache)
         if cached[pfn] != (1 if folio.flags & PG_pagecache else 0):
             _fail(rep, INV_PAGECACHE, -1, -1, pfn, cached[pfn], folio.flags)
         if folio.mapcount != ctx.maps[pfn]:
             _fail(rep, INV_MAPCOUNT, -1, -1, pfn, ctx.maps[pfn], folio.mapcount)
-        # refcount == mappings + page-cache reference
-        if folio.refcount != ctx.maps[pfn] + cached[pfn]:
-            _fail(rep, INV_REFCOUNT, -1, -1, pfn, ctx.maps[pfn] + cached[pfn], folio.refcount)
+        if folio.pincount != pinned[pfn]:
+            _fail(rep, INV_PINCOUNT, -1, -1, pfn, pinned[pfn], folio.pincount)
+        # I3: a pinned anon page is AnonExclusive (gup_must_unshare; fork copies it)
+        if pinned[pfn] and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
+            _fail(rep, INV_I3, -1, -1, pfn, PG_anon_exclusive, folio.flags)
+        # refcount == mappings + page-cache reference + pins
+        if folio.refcount != ctx.maps[pfn] + cached[pfn] + pinned[pfn]:
+            _fail(rep, INV_REFCOUNT, -1, -1, pfn, ctx.maps[pfn] + cached[pfn] + pinned[pfn],
+                  folio.refcount)
         # I2: AnonExclusive => mapped at most once
         if (folio.flags & PG_anon_exclusive) and ctx.maps[pfn] > 1:
             _fail(rep, INV_I2, -1, -1, pfn, 1, ctx.maps[pfn])
@@ -131,4 +147,5 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
         _fail(rep, INV_FREE_LIST, -1, -1, -1, m.mem.nr_free, nfree)
     free(ctx.maps)
     free(cached)
+    free(pinned)
     return rep.code

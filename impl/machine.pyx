@@ -17,6 +17,7 @@ include "mm.pyx"
 include "fault.pyx"
 include "fork.pyx"
 include "syscall.pyx"
+include "gup.pyx"
 include "mmap.pyx"
 include "mprotect.pyx"
 include "madvise.pyx"
@@ -144,6 +145,43 @@ page itself goes through ->fault (shmem_fault allocates it). The mutant makes
 fault-around allocate every hole of its 16-page window, so one read fault grows the
 file's page cache by up to 16 pages. Program: file of 4 pages with one written page, a
 read of page 0 of a shared mapping: page 2 becomes mapped and resident (faithful: none).""",
+    "fork_shares_pinned_page": """\
+fork shares a pinned exclusive anon page instead of copying it for the child.
+Rule: copy_present_pte -> folio_try_dup_anon_rmap_pte() returns -EBUSY for an
+AnonExclusive page when folio_needs_cow_for_dma() (MMF_HAS_PINNED and the folio may be
+pinned), and copy_present_page() gives the child its own copy: the parent's entry stays
+writable so the pin and the parent keep seeing the same page (commit 70e806e4e645 "mm: Do
+early cow for pinned pages during fork() for ptes", the fix of the RDMA/io_uring fork
+corruption; tools/testing/selftests/mm/cow.c "fork() with an iouring fixed buffer"). The
+mutant shares the page: the parent's next write COWs away from the pinned frame, so the
+device no longer sees the parent's data. Program: (S2.9) write 1, pin rw,longterm, fork,
+write 2: `pread h1 0` returns 1 (faithful: 2).""",
+    "ro_pin_skips_unshare": """\
+A R/O pin of a COW-shared anon page pins the shared frame instead of unsharing it.
+Rule: follow_page_pte -> gup_must_unshare(): a FOLL_PIN without FOLL_WRITE of an anon page
+that is not PageAnonExclusive triggers a FAULT_FLAG_UNSHARE fault first, so the pinned
+page is exclusive and later CPU writes land in it (commit a7f226604170 "mm/gup: trigger
+FAULT_FLAG_UNSHARE when R/O-pinning a possibly shared anonymous page", the R/O pin half of
+CVE-2020-29374; cow.c "R/O GUP pin on R/O-mapped shared page"). The mutant pins the shared
+frame: the pinning process's next write copies away from it and the pin goes stale.
+Program: (S3.2) write 1, fork, pin r,longterm, write 2: `pread h1 0` returns 1 (faithful: 2).""",
+    "rw_pin_skips_cow_break": """\
+A FOLL_WRITE pin follows a read-only COW-shared entry without breaking COW.
+Rule: follow_page_pte refuses a write through a read-only entry unless
+can_follow_write_pte() allows it (writable, or FOLL_FORCE on an exclusive anon page);
+otherwise faultin_page takes a write fault that copies (commit 5535be309971 "mm/gup: fix
+FOLL_FORCE COW security issue and remove FOLL_COW"). The mutant follows any read-only
+entry for pins: the device gets the frame the child still maps and its DMA writes leak
+into the child. Program: write 1, fork, pin rw, `pwrite h1 0 5`: p1 reads 5 (faithful: 1).""",
+    "poke_writes_pagecache": """\
+Dirty COW through /proc/pid/mem: a FOLL_FORCE write lands in the page-cache page.
+Rule: a FOLL_FORCE write into a read-only private mapping may use the read-only entry
+only when it maps an AnonExclusive anon page (can_follow_write_pte, commit 5535be309971
+"mm/gup: fix FOLL_FORCE COW security issue and remove FOLL_COW"); else a write fault
+breaks COW. CVE-2016-5195 (Dirty COW) raced the COW away and wrote the page-cache page
+of a read-only file. The mutant follows any read-only page: poke of a read-only private
+file mapping writes the file. Program: fwrite 0x10, map it private r, read, poke 0x66:
+fread returns 0x66 (faithful: 0x10).""",
 }
 _MUTANT_CODE = {
     "no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE,
@@ -159,6 +197,10 @@ _MUTANT_CODE = {
     "split_vma_loses_anon_vma": MUTANT_SPLIT_VMA_LOSES_ANON_VMA,
     "dontneed_shared_drops_pagecache": MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE,
     "fault_around_allocates": MUTANT_FAULT_AROUND_ALLOCATES,
+    "fork_shares_pinned_page": MUTANT_FORK_SHARES_PINNED_PAGE,
+    "ro_pin_skips_unshare": MUTANT_RO_PIN_SKIPS_UNSHARE,
+    "rw_pin_skips_cow_break": MUTANT_RW_PIN_SKIPS_COW_BREAK,
+    "poke_writes_pagecache": MUTANT_POKE_WRITES_PAGECACHE,
 }
 assert _MUTANT_CODE.keys() == MUTANTS.keys(), "every mutant needs a doc and a code"
 
@@ -167,8 +209,12 @@ _OPCODE = {
     _ops.Madvise: OP_MADVISE, _ops.Read: OP_READ, _ops.Write: OP_WRITE,
     _ops.Fork: OP_FORK, _ops.Exit: OP_EXIT, _ops.File: OP_FILE,
     _ops.FileRead: OP_FREAD, _ops.FileWrite: OP_FWRITE, _ops.State: OP_STATE,
-    _ops.Same: OP_SAME,
-}   # every other op class is outside issue 3: OP_ENOSYS
+    _ops.Same: OP_SAME, _ops.Pin: OP_PIN, _ops.Poke: OP_POKE, _ops.PinRead: OP_PREAD,
+    _ops.PinWrite: OP_PWRITE, _ops.Unpin: OP_UNPIN,
+}   # every other op class has no model rules yet: OP_ENOSYS
+_PIN_MODE = {_ops.PinMode.R: 0, _ops.PinMode.RW: GUP_WRITE,
+             _ops.PinMode.R_LONGTERM: GUP_LONGTERM,
+             _ops.PinMode.RW_LONGTERM: GUP_WRITE | GUP_LONGTERM}
 
 _PROT_CODE = {_ops.Prot.NONE: PROT_NONE, _ops.Prot.R: PROT_R, _ops.Prot.RW: PROT_RW}
 _PROT_OF_CODE = {v: k for k, v in _PROT_CODE.items()}
@@ -193,13 +239,15 @@ _INV_NAMES = {
     INV_FREE_MAPPED: "no entry maps a free or unknown frame",
     INV_I1: "I1 writable anon => AnonExclusive",
     INV_I2: "I2 AnonExclusive => mapped at most once",
-    INV_REFCOUNT: "refcount == mappings + page-cache reference",
+    INV_REFCOUNT: "refcount == mappings + page-cache reference + pins",
     INV_MAPCOUNT: "mapcount == PTEs mapping the frame",
     INV_PAGECACHE: "PG_pagecache <=> in exactly one page cache",
     INV_VMA_ORDER: "VMAs sorted, non-empty, non-overlapping",
     INV_FREE_LIST: "free list length == nr_free",
     INV_ZERO_COUNTS: "the zero page carries no counts",
     INV_TABLE_BITMAP: "page-table used bitmap == non-none entries",
+    INV_PINCOUNT: "pincount == live pins holding the frame",
+    INV_I3: "I3 pinned anon => AnonExclusive",
 }
 
 
@@ -215,6 +263,14 @@ cdef inline int64_t _num(object x, str what) except? -1:
     if x < 0:
         raise ValueError(f"{what}={x:#x} must be >= 0 (pages); fix the op construction")
     return x if x < NUM_CLAMP else NUM_CLAMP
+
+
+cdef inline int64_t _handle(str name) except -1:
+    """k of a pin handle name "h{k}" (a k never created gives EINVAL at run time)."""
+    if len(name) < 2 or name[0] != "h" or not name[1:].isdigit():
+        raise ValueError(f"pin handle {name!r} must be h<k>, e.g. h1")
+    k = int(name[1:])
+    return k if k < NUM_CLAMP else NUM_CLAMP
 
 
 cdef inline int64_t _u64_bits(object x):
@@ -262,6 +318,9 @@ cdef class ImplMachine:
         self.m.nr_files = 0
         self.m.cap_files = 0
         self.m.last_anon_vma = 0
+        self.m.pins = NULL
+        self.m.nr_pins = 0
+        self.m.cap_pins = 0
         self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
         self.m.mem.sections = NULL
         self.m.mem.nr_sections = 0
@@ -290,6 +349,7 @@ cdef class ImplMachine:
             shmem_evict_inode(m, m.files[i])
             kfree(&m.kmem, m.files[i], sizeof(shmem_t))
         kfree(&m.kmem, m.files, m.cap_files * sizeof(shmem_t *))
+        pins_destroy(m)
         mem_map_destroy(&m.mem, &m.kmem)
         table_pool_trim(&m.kmem, 0)
         free(m)
@@ -341,6 +401,13 @@ cdef class ImplMachine:
             if code == OP_FWRITE:
                 o.a2 = _u64_bits(op.value)
             return 0
+        if code == OP_PREAD or code == OP_PWRITE or code == OP_UNPIN:
+            o.a0 = _handle(op.pin)
+            if code != OP_UNPIN:
+                o.a1 = _num(op.index, "index")
+            if code == OP_PWRITE:
+                o.a2 = _u64_bits(op.value)
+            return 0
         o.proc = self._proc(op.proc)
         if code == OP_READ or code == OP_STATE:
             o.a0 = _num(op.vpn, "vpn")
@@ -373,6 +440,13 @@ cdef class ImplMachine:
             o.a0 = _num(op.vpn, "vpn")
             o.a1 = _num(op.npages, "npages")
             o.a2 = _ADVICE_CODE.get(op.advice, ADV_UNSUPPORTED)
+        elif code == OP_PIN:
+            o.a0 = _num(op.vpn, "vpn")
+            o.a1 = _num(op.npages, "npages")
+            o.a2 = _PIN_MODE[op.mode]
+        elif code == OP_POKE:
+            o.a0 = _num(op.vpn, "vpn")
+            o.a1 = _u64_bits(op.value)
         elif code == OP_SAME:
             o.a0 = _num(op.vpn, "vpn")
             o.a1 = self._proc(op.proc2)
@@ -391,6 +465,8 @@ cdef class ImplMachine:
             return _results.signal(_results.Signal(r.payload))
         if kind == RES_PROC:
             return _results.name(f"p{r.payload}")
+        if kind == RES_PIN:
+            return _results.name(f"h{r.payload}")
         if kind == RES_SAME:
             return _YES if r.payload else _NO
         res = self._state_results.get(r.payload)
@@ -508,6 +584,17 @@ cdef class ImplMachine:
                 pv.pages[buf.items[j].vpn] = _page_view(pte_state_code(m, pte), key)
             entry_buf_free(&buf)
             raw.procs[f"p{k}"] = pv
+        for i in range(m.nr_pins):
+            if m.pins[i].live:
+                keys = []
+                for j in range(m.pins[i].npages):
+                    pfn = m.pins[i].pfns[j]
+                    if pfn == 0:
+                        keys.append(_state.ZERO_KEY)
+                    else:
+                        keys.append(pfn)
+                        referenced.add(pfn)
+                raw.pins[f"h{i + 1}"] = keys
         for i, fname in self._file_names.items():
             if not m.files[i].live:
                 continue

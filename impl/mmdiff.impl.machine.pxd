@@ -24,6 +24,7 @@ include "mm.pxd"
 include "fault.pxd"
 include "fork.pxd"
 include "syscall.pxd"
+include "gup.pxd"
 include "mmap.pxd"
 include "mprotect.pxd"
 include "madvise.pxd"
@@ -41,4 +42,7 @@ cdef struct machine_s:
     int32_t nr_files
     int32_t cap_files
     int64_t last_anon_vma   # last anon_vma id handed out
+    pin_t *pins             # pin handle "h{k}" at index k - 1, in creation order
+    int32_t nr_pins
+    int32_t cap_pins
     int32_t mutant          # MUTANT_* (0: faithful)

@@ -10,10 +10,14 @@
 #   OP_FILE      a0 file, a1 npages, a2 devmem
 #   OP_FREAD     a0 file, a1 pgoff   OP_FWRITE a0 file, a1 pgoff, a2 value
 #   OP_STATE     a0 vpn              OP_SAME   a0 vpn, a1 proc2, a2 vpn2
+#   OP_PIN       a0 vpn, a1 npages, a2 GUP_WRITE|GUP_LONGTERM bits (gup.pyx)
+#   OP_POKE      a0 vpn, a1 value    OP_UNPIN  a0 handle k of "h{k}"
+#   OP_PREAD     a0 handle, a1 index OP_PWRITE a0 handle, a1 index, a2 value
 
 ctypedef struct mm_op_t:
     int32_t code        # OP_*
-    int32_t proc        # process index k of "p{k}", -1 when the op names none
+    int32_t proc        # process index k of "p{k}", -1 when the op names none (do_op
+                        # checks ESRCH exactly for proc >= 0)
     int64_t a0
     int64_t a1
     int64_t a2

@@ -2,7 +2,8 @@
 # read/write with the arch access check, fork, exit, shmem file I/O and the probes.
 #
 # Rules: an op naming an exited (or never created) process returns ESRCH before
-# anything else; ops outside issue 3 are encoded as OP_ENOSYS.
+# anything else; ops no model rule covers yet are encoded as OP_ENOSYS. Pins and
+# poke live in gup.pyx.
 
 
 cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil:
@@ -185,10 +186,11 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     cdef mm_t *mm = NULL
     cdef mm_t *mm2
     cdef int64_t f1, f2
+    cdef pin_t *h
     res_set(r, RES_ERRNO, ENOSYS)
     if op.code == OP_ENOSYS:
         return
-    if op.code <= OP_EXIT or op.code >= OP_STATE:       # the ops that name a process
+    if op.proc >= 0:                                    # the ops that name a process
         mm = proc_lookup(m, op.proc)
         if mm == NULL:
             res_set(r, RES_ERRNO, ESRCH)
@@ -226,6 +228,23 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         f1 = _frame_at(mm, op.a0)
         f2 = _frame_at(mm2, op.a2)
         res_set(r, RES_SAME, 1 if f1 >= 0 and f1 == f2 else 0)
+    elif op.code == OP_PIN:
+        sys_pin(m, mm, op.a0, op.a1, <int32_t>op.a2, r)
+    elif op.code == OP_POKE:
+        sys_poke(m, mm, op.a0, <uint64_t>op.a1, r)
+    elif op.code == OP_UNPIN:
+        sys_unpin(m, op.a0, r)
+    elif op.code == OP_PREAD or op.code == OP_PWRITE:
+        h = pin_lookup(m, op.a0, op.a1)
+        if h == NULL:
+            res_set(r, RES_ERRNO, EINVAL)               # no such pin, or index out of range
+        elif op.code == OP_PREAD:
+            res_set(r, RES_VALUE, pfn_folio(&m.mem, h.pfns[op.a1]).value)
+        elif not h.write:
+            res_set(r, RES_ERRNO, EPERM)                # DMA write through a read-only pin
+        else:
+            pfn_folio(&m.mem, h.pfns[op.a1]).value = <uint64_t>op.a2
+            res_set(r, RES_OK, 0)
 
 
 cdef int64_t run_ops(machine_t *m, mm_op_t *ops, mm_res_t *res, int64_t n) noexcept nogil:
