@@ -145,11 +145,17 @@ cdef void vma_merge_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) no
         vma_remove(m, mm, i + 1)             # stay at i: it may merge again
 
 
-cdef inline bint _reusable_anon_vma(vma_t *v, vma_t *nb, bint adjacent) noexcept nogil:
-    # reusable_anon_vma/anon_vma_compatible as rules.md words them: an adjacent
-    # private anon neighbour with the same madvise flags whose anon_vma is not forked.
-    return (adjacent and vma_is_anon_private(nb) and nb.madv == v.madv
-            and nb.anon_vma != 0 and not nb.forked)
+cdef inline bint _anon_vma_compatible_pair(vma_t *a, vma_t *b) noexcept nogil:
+    # anon_vma_compatible(a, b), b right after a: same file (or both anon), same flags
+    # but the access bits (VM_ACCESS_FLAGS: prot may differ), contiguous pgoff
+    return (a.end == b.start and a.file == b.file and a.shared == b.shared
+            and a.madv == b.madv
+            and (a.file == NO_FILE or b.pgoff == a.pgoff + (b.start - a.start)))
+
+
+cdef inline bint _reusable_anon_vma(vma_t *old, vma_t *a, vma_t *b) noexcept nogil:
+    # reusable_anon_vma: old (a or b) has an anon_vma with a singular chain (not forked)
+    return _anon_vma_compatible_pair(a, b) and old.anon_vma != 0 and not old.forked
 
 
 cdef void anon_vma_prepare(machine_t *m, mm_t *mm, int32_t idx) noexcept nogil:
@@ -161,13 +167,13 @@ cdef void anon_vma_prepare(machine_t *m, mm_t *mm, int32_t idx) noexcept nogil:
         return
     if idx + 1 < mm.nr_vmas:                 # find_mergeable_anon_vma tries next first
         nb = &mm.vmas[idx + 1]
-        if _reusable_anon_vma(v, nb, nb.start == v.end):
+        if _reusable_anon_vma(nb, v, nb):
             v.anon_vma = nb.anon_vma
             v.forked = 0
             return
     if idx > 0:
         nb = &mm.vmas[idx - 1]
-        if _reusable_anon_vma(v, nb, nb.end == v.start):
+        if _reusable_anon_vma(nb, nb, v):
             v.anon_vma = nb.anon_vma
             v.forked = 0
             return
