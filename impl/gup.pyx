@@ -97,7 +97,7 @@ cdef void sys_pin(machine_t *m, mm_t *mm, int64_t vpn, int64_t npages, int32_t m
     cdef int64_t i, pfn
     cdef pin_t *h
     if npages == 0 or npages > PIN_MAX_PAGES:
-        res_set(r, RES_ERRNO, EINVAL)
+        res_set(r, RES_ERRNO, EFAULT)            # io_sqe_buffer_register: !ulen || > SZ_1G
         return
     if m.nr_pins == m.cap_pins and kgrow(&m.kmem, <void **>&m.pins, &m.cap_pins,
                                          sizeof(pin_t), 8) < 0:

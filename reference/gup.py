@@ -114,10 +114,12 @@ def unpin_page(page: Page) -> None:
 
 def pin_user_pages(mm: Mm, vpn: int, npages: int, write: bool,
                    longterm: bool) -> Union[PinHandle, Errno]:
-    """pin_user_pages over [vpn, vpn + npages), all or nothing: on a failing page the
-    pins taken so far are dropped (the faults they caused stay)."""
+    """pin_user_pages over [vpn, vpn + npages), all or nothing as io_uring buffer
+    registration: an empty or > 1 GiB range is EFAULT before anything happens
+    (io_sqe_buffer_register: `if (ulen > SZ_1G || !ulen) return -EFAULT`); on a failing
+    page the pins taken so far are dropped (the faults they caused stay)."""
     if npages == 0 or npages > PIN_MAX_PAGES:
-        return Errno.EINVAL
+        return Errno.EFAULT
     mm.has_pinned = True                      # mm_set_has_pinned_flag, before the walk
     pages: list[Page] = []
     for v in range(vpn, vpn + npages):

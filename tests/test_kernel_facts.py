@@ -158,6 +158,260 @@ CASES = {
         "mmap p0 0x100 1 rw shared,anon\nmadvise p0 0x100 1 dontfork\nfork p0\nread p1 0x100\n"
         "mmap p1 0x100 1 rw private,anon",
         ["0x100", "ok", "p1", "SEGV", "0x100"]),
+    # --- poke (write to /proc/pid/mem) and pins ------------------------------------------
+    # Facts from /tmp/kfacts/kfrun (each program run on the kernel: processes are real
+    # processes, poke = pwrite to /proc/PID/mem, pin rw,longterm = io_uring
+    # IORING_REGISTER_BUFFERS, pread/pwrite = WRITE_FIXED/READ_FIXED, pin r = a short-term
+    # R/O pin by an O_DIRECT write(2) from the range, released at once). Log: /tmp/kfacts/poke.md.
+    # kernel: pagemap: present, new PFN, exclusive; a 2nd poke keeps the PFN (reuse)
+    "poke: untouched PROT_READ private anon gets a new page the CPU reads but cannot write": (
+        "mmap p0 0x100 1 r private,anon\npoke p0 0x100 9\nread p0 0x100\nwrite p0 0x100 5\n"
+        "poke p0 0x100 10\nread p0 0x100",
+        ["0x100", "ok", "0x9", "SEGV", "ok", "0xa"]),
+    # kernel: pagemap: zero-page PFN before, new exclusive PFN after; the other page stays on the
+    #   zero page
+    "poke: PROT_READ private anon on the zero page: the poked page leaves the zero page": (
+        "mmap p0 0x100 2 r private,anon\nread p0 0x100\nread p0 0x101\n"
+        "same p0 0x100 p0 0x101\npoke p0 0x100 9\nsame p0 0x100 p0 0x101\nstate p0 0x101\n"
+        "read p0 0x100\nread p0 0x101\nwrite p0 0x100 5",
+        ["0x100", "0x0", "0x0", "yes", "ok", "no", "zero pte r", "0x9", "0x0", "SEGV"]),
+    # kernel: FOLL_FORCE passes check_vma_flags on a PROT_NONE COW mapping; after mprotect rw no
+    #   fault (minflt +0)
+    "poke: untouched PROT_NONE private anon: ok, readable after mprotect r, writable after rw": (
+        "mmap p0 0x100 1 none private,anon\npoke p0 0x100 9\nread p0 0x100\n"
+        "mprotect p0 0x100 1 r\nread p0 0x100\nwrite p0 0x100 5\nmprotect p0 0x100 1 rw\n"
+        "write p0 0x100 6\nread p0 0x100",
+        ["0x100", "ok", "SEGV", "ok", "0x9", "SEGV", "ok", "ok", "0x6"]),
+    # kernel: pagemap: same PFN before and after the poke (exclusive page, no copy)
+    "poke: a written page made PROT_NONE is poked in place": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nmprotect p0 0x100 1 none\n"
+        "poke p0 0x100 9\nread p0 0x100\nmprotect p0 0x100 1 r\nread p0 0x100",
+        ["0x100", "ok", "ok", "ok", "SEGV", "ok", "0x9"]),
+    # kernel: pagemap: same PFN before and after the poke
+    "poke: a written page made PROT_READ is poked in place, still not CPU-writable": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nmprotect p0 0x100 1 r\n"
+        "poke p0 0x100 9\nread p0 0x100\nwrite p0 0x100 5",
+        ["0x100", "ok", "ok", "ok", "0x9", "SEGV"]),
+    # kernel: pagemap: the CPU write after the poke keeps the PFN and takes no fault (minflt +0)
+    "poke: rw private anon, untouched and after a write": (
+        "mmap p0 0x100 1 rw private,anon\npoke p0 0x100 9\nread p0 0x100\nwrite p0 0x100 5\n"
+        "poke p0 0x100 7\nread p0 0x100",
+        ["0x100", "ok", "0x9", "ok", "ok", "0x7"]),
+    # kernel: pagemap: zero page -> new exclusive PFN; the CPU write then takes no fault (PTE
+    #   writable)
+    "poke: rw private anon on the zero page gets a page the CPU can write": (
+        "mmap p0 0x100 2 rw private,anon\nread p0 0x100\nread p0 0x101\npoke p0 0x100 9\n"
+        "same p0 0x100 p0 0x101\nread p0 0x100\nwrite p0 0x100 5\nread p0 0x100",
+        ["0x100", "0x0", "0x0", "ok", "no", "0x9", "ok", "0x5"]),
+    # kernel: pagemap: private PFN == file PFN before, a new exclusive anon PFN after; pread still
+    #   3
+    "poke: PROT_READ private file page (read first) is COWed; file and shared view unchanged": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 r private file=f0 off=0\n"
+        "mmap p0 0x200 1 r shared file=f0 off=0\nread p0 0x100\nread p0 0x200\n"
+        "same p0 0x100 p0 0x200\npoke p0 0x100 9\nsame p0 0x100 p0 0x200\nread p0 0x100\n"
+        "fread f0 0\nread p0 0x200\nwrite p0 0x100 5\nfwrite f0 0 4\nread p0 0x100\n"
+        "read p0 0x200",
+        ["ok", "ok", "0x100", "0x200", "0x3", "0x3", "yes", "ok", "no", "0x9", "0x3", "0x3",
+         "SEGV", "ok", "0x9", "0x4"]),
+    # kernel: pagemap: new exclusive anon PFN, not the page-cache page
+    "poke: untouched PROT_READ private file page: the file never sees it": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 r private file=f0 off=0\npoke p0 0x100 9\n"
+        "mmap p0 0x200 1 r shared file=f0 off=0\nread p0 0x200\nsame p0 0x100 p0 0x200\n"
+        "read p0 0x100\nfread f0 0\nfwrite f0 0 4\nread p0 0x100",
+        ["ok", "ok", "0x100", "ok", "0x200", "0x3", "no", "0x9", "0x3", "ok", "0x9"]),
+    # kernel: pread on the memfd reads 0 after the poke
+    "poke: PROT_READ private mapping of a file hole: the file stays a hole (reads 0)": (
+        "file f0 1\nmmap p0 0x100 1 r private file=f0 off=0\npoke p0 0x100 9\nread p0 0x100\n"
+        "fread f0 0",
+        ["ok", "0x100", "ok", "0x9", "0x0"]),
+    # kernel: pagemap: anon exclusive after the poke; the CPU write takes no fault
+    "poke: rw private file page (read first): COW, the CPU can then write, file unchanged": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 rw private file=f0 off=0\nread p0 0x100\n"
+        "poke p0 0x100 9\nread p0 0x100\nfread f0 0\nwrite p0 0x100 5\nfread f0 0",
+        ["ok", "ok", "0x100", "0x3", "ok", "0x9", "0x3", "ok", "0x3"]),
+    # kernel: write(2) to /proc/self/mem returns EIO; pagemap: nothing faulted in by the failed
+    #   poke
+    "poke: shared file mapping without PROT_WRITE is EIO (untouched and mapped)": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 r shared file=f0 off=0\npoke p0 0x100 9\n"
+        "state p0 0x100\nread p0 0x100\npoke p0 0x100 9\nread p0 0x100\nfread f0 0\n"
+        "mmap p0 0x200 1 none shared file=f0 off=0\npoke p0 0x200 9\nfread f0 0",
+        ["ok", "ok", "0x100", "EIO", "none", "0x3", "EIO", "0x3", "0x3", "0x200", "EIO", "0x3"]),
+    # kernel: pagemap: same PFN as another shared mapping; pread sees 9
+    "poke: shared rw file mapping writes the file page": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 rw shared file=f0 off=0\npoke p0 0x100 9\n"
+        "read p0 0x100\nfread f0 0\nmmap p0 0x200 1 r shared file=f0 off=0\nread p0 0x200\n"
+        "same p0 0x100 p0 0x200",
+        ["ok", "ok", "0x100", "ok", "0x9", "0x9", "0x200", "0x9", "yes"]),
+    # kernel: check_vma_flags refuses FOLL_FORCE writes to non-COW mappings: EIO, nothing faulted
+    #   in
+    "poke: shared anon PROT_READ is EIO, shared anon rw works": (
+        "mmap p0 0x100 1 r shared,anon\npoke p0 0x100 9\nstate p0 0x100\nread p0 0x100\n"
+        "poke p0 0x100 9\nread p0 0x100\nmmap p0 0x200 1 rw shared,anon\npoke p0 0x200 9\n"
+        "read p0 0x200",
+        ["0x100", "EIO", "none", "0x0", "EIO", "0x0", "0x200", "ok", "0x9"]),
+    # kernel: write(2) to /proc/self/mem at an unmapped page: EIO
+    "poke: unmapped address is EIO": (
+        "poke p0 0x100 9\nmmap p0 0x100 1 r private,anon\nmunmap p0 0x100 1\n"
+        "poke p0 0x100 9",
+        ["EIO", "0x100", "ok", "EIO"]),
+    # kernel: the fault SIGBUSes: EIO; pagemap: not present; a CPU read gets SIGBUS
+    "poke: private or shared file page beyond EOF is EIO, nothing mapped": (
+        "file f0 1\nmmap p0 0x100 2 r private file=f0 off=0\npoke p0 0x101 9\n"
+        "state p0 0x101\nread p0 0x101\nmmap p0 0x200 2 rw private file=f0 off=0\n"
+        "poke p0 0x201 9\nmmap p0 0x300 2 rw shared file=f0 off=0\npoke p0 0x301 9\n"
+        "fread f0 1",
+        ["ok", "0x100", "EIO", "none", "BUS", "0x200", "EIO", "0x300", "EIO", "0x0"]),
+    # kernel: pagemap: parent gets a new exclusive PFN, the child keeps the old PFN (now
+    #   exclusive)
+    "poke: forked R/O private page: the poker gets a copy, the child keeps the old value": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nmprotect p0 0x100 1 r\nfork p0\n"
+        "same p0 0x100 p1 0x100\npoke p0 0x100 9\nsame p0 0x100 p1 0x100\nread p0 0x100\n"
+        "read p1 0x100\nwrite p0 0x100 5",
+        ["0x100", "ok", "ok", "p1", "yes", "ok", "no", "0x9", "0x1", "SEGV"]),
+    # kernel: pagemap: parent new PFN; its CPU write after the poke takes no fault (maybe_mkwrite)
+    "poke: forked page in a rw VMA: COW on poke, then the CPU writes without SEGV": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nfork p0\npoke p0 0x100 9\n"
+        "same p0 0x100 p1 0x100\nread p0 0x100\nread p1 0x100\nwrite p0 0x100 5\n"
+        "read p0 0x100\nread p1 0x100",
+        ["0x100", "ok", "p1", "ok", "no", "0x9", "0x1", "ok", "0x5", "0x1"]),
+    # kernel: pagemap: the child's PFN changes, the parent's stays
+    "poke: poking the child (/proc/child/mem) leaves the parent's page alone": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nmprotect p0 0x100 1 r\nfork p0\n"
+        "poke p1 0x100 9\nsame p0 0x100 p1 0x100\nread p0 0x100\nread p1 0x100",
+        ["0x100", "ok", "ok", "p1", "ok", "no", "0x1", "0x9"]),
+    # kernel: pagemap: same PFN after the poke (do_wp_page reuses the now unshared page)
+    "poke: after the child exits the parent's R/O page is poked in place": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nmprotect p0 0x100 1 r\nfork p0\n"
+        "exit p1\npoke p0 0x100 9\nread p0 0x100",
+        ["0x100", "ok", "ok", "p1", "ok", "ok", "0x9"]),
+    # kernel: pagemap: both on the zero-page PFN after fork; after the poke only the child is
+    "poke: zero page shared by fork: the poker leaves the zero page, the child stays on it": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x101 1\nmprotect p0 0x100 1 r\n"
+        "read p0 0x100\nfork p0\nsame p0 0x100 p1 0x100\npoke p0 0x100 9\n"
+        "same p0 0x100 p1 0x100\nstate p1 0x100\nread p0 0x100\nread p1 0x100",
+        ["0x100", "ok", "ok", "0x0", "p1", "yes", "ok", "no", "zero pte r", "0x9", "0x0"]),
+    # kernel: pagemap: same PFN after mprotect and write; the write takes no fault (minflt +0)
+    "poke into PROT_READ private anon, then mprotect rw: the CPU write works": (
+        "mmap p0 0x100 1 r private,anon\npoke p0 0x100 9\nmprotect p0 0x100 1 rw\n"
+        "write p0 0x100 5\nread p0 0x100",
+        ["0x100", "ok", "ok", "ok", "0x5"]),
+    # kernel: pagemap: same PFN as after the poke; no fault; pread still 3
+    "poke into PROT_READ private file page, then mprotect rw: write goes to the copy": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 r private file=f0 off=0\nread p0 0x100\n"
+        "poke p0 0x100 9\nmprotect p0 0x100 1 rw\nwrite p0 0x100 5\nread p0 0x100\n"
+        "fread f0 0",
+        ["ok", "ok", "0x100", "0x3", "ok", "ok", "ok", "0x5", "0x3"]),
+    # kernel: io_uring REGISTER_BUFFERS; pagemap: parent PFN unchanged, child a different PFN at
+    #   fork
+    "pin rw,longterm then fork: the child gets its own copy, the parent keeps the pinned page": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\npin p0 0x100 1 rw,longterm\n"
+        "pread h1 0\nfork p0\nsame p0 0x100 p1 0x100\nread p1 0x100\nwrite p0 0x100 2\n"
+        "pread h1 0\nread p1 0x100\npwrite h1 0 7\nread p0 0x100\nread p1 0x100\nunpin h1",
+        ["0x100", "ok", "h1", "0x1", "p1", "no", "0x1", "ok", "0x2", "0x1", "ok", "0x7", "0x1",
+         "ok"]),
+    # kernel: REGISTER_BUFFERS returns EFAULT; pagemap: the failed pin faulted nothing in
+    "pin rw,longterm of a read-only, PROT_NONE or unmapped range is EFAULT": (
+        "mmap p0 0x100 1 r private,anon\npin p0 0x100 1 rw,longterm\nstate p0 0x100\n"
+        "read p0 0x100\npin p0 0x100 1 rw,longterm\nmmap p0 0x200 1 rw private,anon\n"
+        "write p0 0x200 1\nmprotect p0 0x200 1 r\npin p0 0x200 1 rw,longterm\n"
+        "mmap p0 0x300 1 none private,anon\npin p0 0x300 1 rw,longterm\n"
+        "pin p0 0x400 1 rw,longterm\nmmap p0 0x500 1 r shared,anon\n"
+        "pin p0 0x500 1 rw,longterm\nfile f0 1\nmmap p0 0x600 1 r shared file=f0 off=0\n"
+        "pin p0 0x600 1 rw,longterm",
+        ["0x100", "EFAULT", "none", "0x0", "EFAULT", "0x200", "ok", "ok", "EFAULT", "0x300",
+         "EFAULT", "EFAULT", "0x500", "EFAULT", "ok", "0x600", "EFAULT"]),
+    # kernel: READ_FIXED into the buffer is read by the CPU in both processes
+    "pin rw,longterm of shared anon: DMA and CPU see the same page, also in the child": (
+        "mmap p0 0x100 1 rw shared,anon\nwrite p0 0x100 1\npin p0 0x100 1 rw,longterm\n"
+        "pwrite h1 0 7\nread p0 0x100\nfork p0\nread p1 0x100\nsame p0 0x100 p1 0x100\n"
+        "pwrite h1 0 8\nread p1 0x100\nunpin h1",
+        ["0x100", "ok", "h1", "ok", "0x7", "p1", "0x7", "yes", "ok", "0x8", "ok"]),
+    # kernel: READ_FIXED into the buffer, then pread on the memfd sees it
+    "pin rw,longterm of a shared file page: DMA writes reach the file": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 rw shared file=f0 off=0\n"
+        "pin p0 0x100 1 rw,longterm\npread h1 0\npwrite h1 0 7\nfread f0 0\nread p0 0x100\n"
+        "unpin h1",
+        ["ok", "ok", "0x100", "h1", "0x3", "ok", "0x7", "0x7", "ok"]),
+    # kernel: WRITE_FIXED from the registered buffer after munmap still reads 5
+    "a pin survives munmap and keeps the old contents": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 5\npin p0 0x100 1 rw,longterm\n"
+        "munmap p0 0x100 1\npread h1 0\nunpin h1",
+        ["0x100", "ok", "h1", "ok", "0x5", "ok"]),
+    # kernel: pagemap: not present after dontneed, zero page after the read; DMA still sees 5
+    "a pin survives MADV_DONTNEED; the address refaults to a fresh zero page": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 5\npin p0 0x100 1 rw,longterm\n"
+        "madvise p0 0x100 1 dontneed\nstate p0 0x100\nread p0 0x100\nstate p0 0x100\n"
+        "pread h1 0\npwrite h1 0 7\nread p0 0x100\nunpin h1",
+        ["0x100", "ok", "h1", "ok", "none", "0x0", "zero pte r", "0x5", "ok", "0x0", "ok"]),
+    # kernel: pagemap: parent PFN changes at registration, the child keeps the old PFN
+    "pin rw,longterm of a COW-shared page breaks COW in the pinner": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nfork p0\nsame p0 0x100 p1 0x100\n"
+        "pin p0 0x100 1 rw,longterm\nsame p0 0x100 p1 0x100\npwrite h1 0 7\nread p0 0x100\n"
+        "read p1 0x100\nunpin h1",
+        ["0x100", "ok", "p1", "yes", "h1", "no", "ok", "0x7", "0x1", "ok"]),
+    # kernel: pagemap: zero page -> new exclusive PFN; untouched -> present; CPU writes reach the
+    #   pin
+    "pin rw,longterm of the zero page or an untouched page maps a new page": (
+        "mmap p0 0x100 3 rw private,anon\nread p0 0x100\nread p0 0x102\n"
+        "pin p0 0x100 1 rw,longterm\nsame p0 0x100 p0 0x102\npin p0 0x101 1 rw,longterm\n"
+        "write p0 0x100 2\nwrite p0 0x101 3\npread h1 0\npread h2 0\nunpin h1\nunpin h2",
+        ["0x100", "0x0", "0x0", "h1", "no", "h2", "ok", "ok", "0x2", "0x3", "ok", "ok"]),
+    # kernel: pagemap: page 1 present after the failed registration (a fork then shares it)
+    "pin is all or nothing: EFAULT on the 2nd page, the 1st page stays faulted in": (
+        "mmap p0 0x100 2 rw private,anon\nmprotect p0 0x101 1 r\npin p0 0x100 2 rw,longterm\n"
+        "fork p0\nsame p0 0x100 p1 0x100\nstate p0 0x101",
+        ["0x100", "ok", "EFAULT", "p1", "yes", "none"]),
+    # kernel: pagemap: parent's page 1 PFN changed although REGISTER_BUFFERS failed
+    "a failed pin still breaks COW on the pages before the failing one": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 1\nfork p0\nmprotect p0 0x101 1 r\n"
+        "pin p0 0x100 2 rw,longterm\nsame p0 0x100 p1 0x100\nread p1 0x100",
+        ["0x100", "ok", "p1", "ok", "EFAULT", "no", "0x1"]),
+    # kernel: pagemap: private PFN == file PFN before, a new anon PFN after the registration
+    "pin of a file page beyond EOF is EFAULT; a private file page is COWed, the file unchanged": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 2 rw private file=f0 off=0\n"
+        "pin p0 0x101 1 rw,longterm\nread p0 0x100\nmmap p0 0x200 1 r shared file=f0 off=0\n"
+        "read p0 0x200\nsame p0 0x100 p0 0x200\npin p0 0x100 1 rw,longterm\n"
+        "same p0 0x100 p0 0x200\npwrite h1 0 7\nread p0 0x100\nfread f0 0\nunpin h1",
+        ["ok", "ok", "0x100", "EFAULT", "0x3", "0x200", "0x3", "yes", "h1", "no", "ok", "0x7",
+         "0x3", "ok"]),
+    # kernel: pagemap: child gets a different PFN at fork, the parent keeps its PFN
+    "a pinned page in a VMA made read-only is still copied for the child at fork": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\npin p0 0x100 1 rw,longterm\n"
+        "mprotect p0 0x100 1 r\nfork p0\nsame p0 0x100 p1 0x100\nread p1 0x100\n"
+        "pwrite h1 0 7\nread p0 0x100\nread p1 0x100\nunpin h1",
+        ["0x100", "ok", "h1", "ok", "p1", "no", "0x1", "ok", "0x7", "0x1", "ok"]),
+    # kernel: REGISTER_BUFFERS: len 0 and len > 1 GiB give EFAULT (pins.md says EINVAL)
+    "pin of 0 pages or of more than 1 GiB is EFAULT (io_uring io_validate_user_buf_range)": (
+        "mmap p0 0x100 1 rw private,anon\npin p0 0x100 0 rw,longterm\n"
+        "pin p0 0x100 262145 rw,longterm",
+        ["0x100", "EFAULT", "EFAULT"]),
+    # kernel: O_DIRECT write(2) from the buffer; pagemap: parent new exclusive PFN, child keeps
+    #   the old
+    "a short-term R/O pin unshares a COW-shared anon page in the pinner": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nfork p0\nsame p0 0x100 p1 0x100\n"
+        "pin p0 0x100 1 r\nunpin h1\nsame p0 0x100 p1 0x100\nread p0 0x100\nread p1 0x100\n"
+        "write p0 0x100 5\nread p1 0x100",
+        ["0x100", "ok", "p1", "yes", "h1", "ok", "no", "0x1", "0x1", "ok", "0x1"]),
+    # kernel: pagemap: parent new PFN; after mprotect rw the CPU write takes no fault
+    "a short-term R/O pin unshares in a PROT_READ VMA too; mprotect rw makes the copy writable": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 1\nmprotect p0 0x100 1 r\nfork p0\n"
+        "pin p0 0x100 1 r\nunpin h1\nsame p0 0x100 p1 0x100\nread p0 0x100\n"
+        "mprotect p0 0x100 1 rw\nwrite p0 0x100 5\nread p1 0x100",
+        ["0x100", "ok", "ok", "p1", "h1", "ok", "no", "0x1", "ok", "ok", "0x1"]),
+    # kernel: O_DIRECT write(2); pagemap: zero-page PFN after; nr_foll_pin_acquired unchanged;
+    #   PROT_NONE EFAULT
+    "a short-term R/O pin of the zero page (or an untouched R/O page) keeps the zero page": (
+        "mmap p0 0x100 2 r private,anon\nread p0 0x100\npin p0 0x100 1 r\nunpin h1\n"
+        "state p0 0x100\npin p0 0x101 1 r\nunpin h2\nstate p0 0x101\n"
+        "mmap p0 0x200 1 none private,anon\npin p0 0x200 1 r",
+        ["0x100", "0x0", "h1", "ok", "zero pte r", "h2", "ok", "zero pte r", "0x200", "EFAULT"]),
+    # kernel: O_DIRECT write(2); pagemap: still the page-cache PFN (no unshare for short-term
+    #   pins)
+    "a short-term R/O pin of a private file page keeps the page-cache page mapped": (
+        "file f0 1\nfwrite f0 0 3\nmmap p0 0x100 1 r private file=f0 off=0\n"
+        "mmap p0 0x200 1 r shared file=f0 off=0\nread p0 0x100\nread p0 0x200\n"
+        "pin p0 0x100 1 r\nunpin h1\nsame p0 0x100 p0 0x200",
+        ["ok", "ok", "0x100", "0x200", "0x3", "0x3", "h1", "ok", "yes"]),
 }
 
 MACHINES = {"reference": ReferenceMachine, "impl": ImplMachine}
