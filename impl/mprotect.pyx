@@ -71,8 +71,9 @@ cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcep
     while True:
         if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
             return
-        mm.vmas[idx].prot = prot                 # mprotect_fixup
-        change_protection(m, mm, &mm.vmas[idx])
+        if mm.vmas[idx].prot != prot:            # mprotect_fixup: newflags == oldflags -> 0
+            mm.vmas[idx].prot = prot
+            change_protection(m, mm, &mm.vmas[idx])
         if mm.vmas[idx].end >= end:
             break
         idx += 1

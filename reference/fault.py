@@ -12,6 +12,10 @@ Order of checks, as in the kernel:
 Rules of do_wp_page: a shared mapping never copies (wp_page_shared); a private
 mapping reuses an anon page that is AnonExclusive or whose only reference is
 this PTE (wp_can_reuse_anon_folio); everything else is copied (wp_page_copy).
+A device-exclusive entry is restored by any fault on it (do_swap_page ->
+remove_device_exclusive_entry), with an EXCLUSIVE invalidation that revokes
+every device's access; then the access proceeds. Every COW copy (wp_page_copy)
+fires a CLEAR invalidation of its page.
 A write fault may come from GUP with FOLL_FORCE (poke) in a VMA without VM_WRITE:
 then the new or reused entry stays read-only (maybe_mkwrite). An UNSHARE fault
 (FAULT_FLAG_UNSHARE, from a R/O pin) makes the page exclusive without making it
@@ -23,6 +27,7 @@ from typing import Optional
 
 from .folio import ZERO_PAGE, Folio, folio_alloc_anon
 from .mm import Mm
+from .mprotect import can_change_pte_writable
 from .pagetable import Pte
 from .results import Signal
 from .vma import Vma, anon_vma_prepare
@@ -65,6 +70,8 @@ def handle_pte_fault(mm: Mm, i: int, vpn: int, write: bool,
     CPU, check_vma_flags for GUP). Return: None, or SIGBUS past a file's EOF."""
     vma = mm.vmas[i]
     pte = mm.ptes.get(vpn)
+    if pte is not None and pte.devexcl:
+        remove_device_exclusive_entry(mm, vma, vpn, pte)   # do_swap_page
     if pte is None:
         if vma.is_anon:
             do_anonymous_page(mm, i, vpn, write)
@@ -147,9 +154,29 @@ def do_cow_fault(mm: Mm, i: int, vpn: int) -> None:
     mm.set_pte(vpn, pte)
 
 
+def remove_device_exclusive_entry(mm: Mm, vma: Vma, vpn: int, pte: Pte) -> None:
+    """A fault on a device-exclusive entry: EXCLUSIVE invalidation with no owner (every
+    device loses access), then restore_exclusive_pte. (The kernel waits for the folio
+    lock here; sequential ops cannot wait, so a `lock` held on it is not consulted.)"""
+    mm.notify("exclusive", vpn, vpn + 1, None)
+    restore_exclusive_pte(vma, pte)
+
+
+def restore_exclusive_pte(vma: Vma, pte: Pte) -> None:
+    """The present entry again (6.15+): soft-dirty kept; writable, and dirty if the folio
+    was, only with VM_WRITE and can_change_pte_writable; else read-only and clean."""
+    pte.devexcl = False
+    if vma.prot.write and can_change_pte_writable(vma, pte):
+        if pte.folio_dirty:
+            pte.mkdirty()
+        pte.writable = True
+    pte.folio_dirty = False
+
+
 def wp_can_reuse_anon_folio(folio: Folio) -> bool:
-    """Order-0 rule: reuse iff the only reference is this PTE (refcount == 1)."""
-    return folio.refcount == 1
+    """Order-0 rule: reuse iff the only reference is this PTE (refcount == 1) and
+    folio_trylock succeeds (a `lock` held on it makes the write copy)."""
+    return folio.refcount == 1 and not folio.locked
 
 
 def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte, unshare: bool = False) -> None:
@@ -176,6 +203,7 @@ def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte, unshare: bool = False) -> Non
 def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte, unshare: bool = False) -> None:
     """A new exclusive anon page (zeroed for the zero page, else a copy). Write:
     maybe_mkwrite(pte_mkdirty()). Unshare: read-only, clean, soft-dirty inherited."""
+    mm.notify("clear", vpn, vpn + 1, None)        # mmu_notifier_range_init(MMU_NOTIFY_CLEAR)
     anon_vma_prepare(mm.vmas, i)
     new = folio_alloc_anon(old.page.value)
     soft_dirty = old.soft_dirty
@@ -191,6 +219,6 @@ def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte, unshare: bool = False) -> N
 def populate_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
     """GUP's faultin step: fault only if the entry is missing or (write) read-only."""
     pte = mm.ptes.get(vpn)
-    if pte is not None and (pte.writable or not write):
+    if pte is not None and not pte.devexcl and (pte.writable or not write):
         return None
     return handle_mm_fault(mm, vpn, write)

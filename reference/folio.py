@@ -24,6 +24,7 @@ class Folio:
     pincount: int = 0
     anon_exclusive: bool = False
     mapping: Optional[object] = None   # the ShmemFile whose page cache holds it
+    locked: bool = False               # PG_locked, held by a `lock` op
     index: int = 0                     # pgoff in `mapping`
 
     def __repr__(self) -> str:

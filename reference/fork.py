@@ -9,14 +9,21 @@ page loses AnonExclusive and both PTEs become read-only (COW); a page-cache page
 in a private mapping is shared read-only. An AnonExclusive page that may be
 pinned (folio_needs_cow_for_dma) is never shared: the child gets a copy now
 (copy_present_page) and the parent's entry stays as it was.
+copy_page_range of a COW mapping first fires a PROTECTION_PAGE invalidation over
+the parent VMA. A device-exclusive entry is restored in the parent first
+(try_restore_exclusive_pte, no event of its own) and then copied as present; if
+its folio is locked the trylock fails and fork fails with EBUSY.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Optional
 
 from .folio import Folio, folio_alloc_anon
 from .mm import Mm
+from .fault import restore_exclusive_pte
 from .pagetable import Pte
+from .results import Errno
 from .vma import Vma, anon_vma_alloc
 
 
@@ -56,8 +63,10 @@ def copy_present_pte(src: Mm, src_vma: Vma, pte: Pte) -> Pte:
     return child
 
 
-def dup_mmap(parent: Mm, child: Mm) -> None:
-    """dup_mmap: copy the parent's VMAs (minus VM_DONTCOPY) and, per copy_page_range, entries."""
+def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
+    """dup_mmap: copy the parent's VMAs (minus VM_DONTCOPY) and, per copy_page_range, entries.
+    Return EBUSY when a device-exclusive entry's folio is locked (the caller discards the
+    child; what was done to the parent so far stays)."""
     for vma in parent.vmas:
         if vma.dontfork:
             continue
@@ -71,5 +80,13 @@ def dup_mmap(parent: Mm, child: Mm) -> None:
         child.vmas.append(cvma)
         if not vma_needs_copy(vma):
             continue
+        parent.notify("protection_page", vma.start, vma.end, None)   # is_cow_mapping
         for vpn in parent.vpns_in(vma.start, vma.end):
-            child.set_pte(vpn, copy_present_pte(parent, vma, parent.ptes[vpn]))
+            pte = parent.ptes[vpn]
+            if pte.devexcl:                            # copy_nonpresent_pte
+                assert isinstance(pte.page, Folio)
+                if pte.page.locked:
+                    return Errno.EBUSY                 # try_restore_exclusive_pte: trylock
+                restore_exclusive_pte(vma, pte)
+            child.set_pte(vpn, copy_present_pte(parent, vma, pte))
+    return None

@@ -82,7 +82,7 @@ def follow_page(mm: Mm, i: int, vpn: int, write: bool, force: bool, pin: bool,
     vma = mm.vmas[i]
     for _ in range(4):              # each fault makes the next follow succeed
         pte = mm.ptes.get(vpn)
-        if pte is None or (write and not can_follow_write_pte(pte, vma, force)):
+        if pte is None or pte.devexcl or (write and not can_follow_write_pte(pte, vma, force)):
             if handle_pte_fault(mm, i, vpn, write) is not None:
                 return Errno.EFAULT           # VM_FAULT_SIGBUS -> -EFAULT
             continue

@@ -4,7 +4,8 @@
 Module map (one kernel concept each): folio (pages, zero page), shmem (files),
 vma (split/merge/anon_vma), pagetable (PTE bits), mm (address space, map/zap),
 fault (faults and COW), mmap (mmap/munmap), mprotect, madvise, fork, gup (pins
-and /proc/pid/mem writes).
+and /proc/pid/mem writes), notifier (interval notifiers, device tables), hmm
+(device faults and device-exclusive entries).
 """
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from .fault import handle_mm_fault
 from .folio import Folio, ZeroPage
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
+from .hmm import DeviceOps
+from .notifier import Notifiers
 from .madvise import do_madvise
 from .mm import Mm
 from .mmap import do_mmap, do_munmap, do_munmap_range
 from .mprotect import do_mprotect
 from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
 from .shmem import ShmemFile
-from .state import NONE_PAGE, ZERO_KEY, FrameView, ProcView, RawSnapshot, VmaView
+from .state import (NONE_PAGE, ZERO_KEY, DeviceView, FrameView, ProcView, RawSnapshot,
+                    SubView, VmaView, event_sort_key)
 
 _Ret = Union[None, Errno]
 
@@ -35,7 +39,9 @@ class ReferenceMachine:
     """Plain-Python model of the issue-3 world; see the rule modules for the kernel rules."""
 
     def __init__(self) -> None:
-        self.procs: dict[str, Mm] = {"p0": Mm("p0")}
+        self.notifiers = Notifiers()
+        self.procs: dict[str, Mm] = {"p0": self._new_mm("p0")}
+        self.devops = DeviceOps(self.notifiers, self.procs)
         self.nprocs = 1                      # processes ever created: next is p{nprocs}
         self.files: dict[str, ShmemFile] = {}
         self.pins: dict[str, PinHandle] = {}  # live handles; h{k} for the k-th successful pin
@@ -47,7 +53,18 @@ class ReferenceMachine:
             O.FileRead: self._fread, O.FileWrite: self._fwrite, O.State: self._state,
             O.Same: self._same, O.Pin: self._pin, O.PinRead: self._pread,
             O.PinWrite: self._pwrite, O.Unpin: self._unpin, O.Poke: self._poke,
+            O.Mirror: self._mirror, O.Unmirror: self._unmirror, O.DevRead: self._dread,
+            O.DevWrite: self._dwrite, O.DevExclusive: self._dexcl, O.DevAtomic: self._datomic,
+            O.DevEvents: self._devents, O.Lock: self._lock, O.Unlock: self._unlock,
         }
+
+    def _new_mm(self, pname: str) -> Mm:
+        """An address space whose invalidations reach the interval notifiers."""
+        mm = Mm(pname)
+        notifiers = self.notifiers
+        mm.notify = lambda kind, start, end, owner: notifiers.invalidate(
+            pname, kind, start, end, owner)
+        return mm
 
     # --- the contract ----------------------------------------------------------------
 
@@ -81,6 +98,17 @@ class ReferenceMachine:
             snap.pins[hname] = [ZERO_KEY if isinstance(p, ZeroPage) else p for p in h.pages]
             for p in h.pages:
                 self._note_frame(snap, p)
+        for dname, dev in self.notifiers.devices.items():
+            if not dev.mirror and not dev.events:
+                continue
+            snap.devices[dname] = DeviceView(
+                {key: (ZERO_KEY if isinstance(p, ZeroPage) else p, perm)
+                 for key, (p, perm) in dev.mirror.items()},
+                sorted(dev.events, key=event_sort_key))
+            for p, _ in dev.mirror.values():
+                self._note_frame(snap, p)
+        for sname, sub in self.notifiers.subs.items():
+            snap.subs[sname] = SubView(sub.dev, sub.proc, sub.start, sub.end, sub.seq)
         for fname, f in self.files.items():
             snap.files[fname] = {pgoff: folio for pgoff, folio in f.pages.items()}
             for folio in f.pages.values():
@@ -90,7 +118,7 @@ class ReferenceMachine:
     @staticmethod
     def _note_frame(snap: RawSnapshot, key) -> None:
         if isinstance(key, Folio):
-            snap.frames[key] = FrameView(key.mapcount, key.pincount, key.value)
+            snap.frames[key] = FrameView(key.mapcount, key.pincount, key.value, key.locked)
 
     def check_invariants(self) -> None:
         refs: dict[Folio, int] = {}
@@ -129,6 +157,7 @@ class ReferenceMachine:
                     # I3: a pinned anon page is AnonExclusive (gup_must_unshare, fork copies)
                     if page.anon and not page.anon_exclusive:
                         raise InvariantError(f"{hname}: pinned anon page not exclusive {page!r}")
+        self._check_mirrors()
         for page in refs:
             if page.pincount != pins.get(page, 0):
                 raise InvariantError(f"pincount {page.pincount:#x} != "
@@ -143,6 +172,25 @@ class ReferenceMachine:
             # refcount = PTE mappings + page cache + pins
             if page.refcount != n + page.pincount:
                 raise InvariantError(f"refcount {page.refcount:#x} != {n:#x} refs: {page!r}")
+
+    def _check_mirrors(self) -> None:
+        """No stale device view: every device entry is watched by a live subscription and
+        matches what the process maps there now (rw needs a writable or exclusive entry,
+        atomic needs the device-exclusive entry)."""
+        for dname, dev in self.notifiers.devices.items():
+            for (pname, vpn), (page, perm) in dev.mirror.items():
+                where = f"{dname} mirror {pname} {vpn:#x} ({perm})"
+                mm = self.procs.get(pname)
+                if mm is None or not self.notifiers.covered(dname, pname, vpn):
+                    raise InvariantError(f"{where}: no live process or subscription")
+                pte = mm.ptes.get(vpn)
+                if pte is None or pte.page is not page:
+                    raise InvariantError(f"{where}: the process maps {pte!r}, the device "
+                                         f"{page!r}")
+                if perm == "atomic" and not pte.devexcl:
+                    raise InvariantError(f"{where}: atomic access without the exclusive entry")
+                if perm == "rw" and not (pte.writable or pte.devexcl):
+                    raise InvariantError(f"{where}: device writable, CPU entry read-only")
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -204,9 +252,13 @@ class ReferenceMachine:
 
     def _fork(self, op: O.Fork) -> Result:
         child_name = f"p{self.nprocs}"
+        child = self._new_mm(child_name)
+        err = dup_mmap(self.procs[op.proc], child)
+        if err is not None:
+            do_munmap_range(child, 0, O.TASK_SIZE_PAGES)   # the failed child's exit_mmap
+            self._free_dropped_objects(child.dropped_objects)
+            return errno(err)                              # a failed fork creates no name
         self.nprocs += 1
-        child = Mm(child_name)
-        dup_mmap(self.procs[op.proc], child)
         self.procs[child_name] = child
         return name(child_name)
 
@@ -287,6 +339,54 @@ class ReferenceMachine:
 
     def _poke(self, op: O.Poke) -> Result:
         return _status(poke(self.procs[op.proc], op.vpn, op.value))
+
+    def _mirror(self, op: O.Mirror) -> Result:
+        r = self.notifiers.insert(op.dev, op.proc, op.vpn, op.npages)
+        return errno(r) if isinstance(r, Errno) else name(r)
+
+    def _unmirror(self, op: O.Unmirror) -> Result:
+        return _status(self.notifiers.remove(op.sub))
+
+    def _dread(self, op: O.DevRead) -> Result:
+        r = self.devops.read(op.dev, op.proc, op.vpn)
+        return errno(r) if isinstance(r, Errno) else value(r)
+
+    def _dwrite(self, op: O.DevWrite) -> Result:
+        return _status(self.devops.write(op.dev, op.proc, op.vpn, op.value))
+
+    def _dexcl(self, op: O.DevExclusive) -> Result:
+        r = self.devops.exclusive(op.dev, op.proc, op.vpn)
+        return errno(r) if isinstance(r, Errno) else OK
+
+    def _datomic(self, op: O.DevAtomic) -> Result:
+        r = self.devops.atomic_add(op.dev, op.proc, op.vpn, op.add)
+        return errno(r) if isinstance(r, Errno) else value(r)
+
+    def _devents(self, op: O.DevEvents) -> Result:
+        events = sorted(self.notifiers.take_events(op.dev), key=event_sort_key)
+        return text_result(" ".join(events) if events else "none")
+
+    def _lock_target(self, op: Union[O.Lock, O.Unlock]) -> Optional[Folio]:
+        """The frame an entry at vpn maps (present or device-exclusive), not the zero page."""
+        mm = self.procs[op.proc]
+        pte = mm.ptes.get(op.vpn) if mm.find_vma(op.vpn) is not None else None
+        return pte.page if pte is not None and isinstance(pte.page, Folio) else None
+
+    def _lock(self, op: O.Lock) -> Result:
+        folio = self._lock_target(op)
+        if folio is None:
+            return errno(Errno.EFAULT)
+        if folio.locked:
+            return errno(Errno.EBUSY)                   # folio_trylock fails
+        folio.locked = True
+        return OK
+
+    def _unlock(self, op: O.Unlock) -> Result:
+        folio = self._lock_target(op)
+        if folio is None or not folio.locked:
+            return errno(Errno.EINVAL)
+        folio.locked = False
+        return OK
 
     def _state(self, op: O.State) -> Result:
         pte = self.procs[op.proc].ptes.get(op.vpn)

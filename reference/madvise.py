@@ -37,6 +37,7 @@ def madvise_populate(mm: Mm, start: int, end: int, write: bool) -> Optional[Errn
 def _vma_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> Optional[Errno]:
     """madvise_vma_behavior for the part [start, end) of one VMA (already split there)."""
     if advice is Advice.DONTNEED:
+        mm.notify("clear", start, end, None)           # zap_page_range_single
         mm.zap_range(start, end)                       # madvise_dontneed_single_vma
     elif advice is Advice.DONTFORK:
         vma.dontfork = True                            # VM_DONTCOPY

@@ -7,12 +7,16 @@ updates (folio_add_*_rmap / zap_present_pte).
 from __future__ import annotations
 
 import bisect
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from .folio import Folio, ZeroPage, folio_get, folio_put
 from .pagetable import Pte
 from .shmem import ShmemFile
 from .vma import Vma
+
+
+def _no_notifier(kind: str, start: int, end: int, owner: Optional[str]) -> None:
+    return None
 
 
 class Mm:
@@ -26,6 +30,9 @@ class Mm:
         # MMF_HAS_PINNED: set by the first FOLL_PIN on this mm, never cleared, not
         # inherited by fork (not in MMF_INIT_MASK)
         self.has_pinned = False
+        # mmu_notifier_invalidate_range_start(kind, start, end, owner): set by the machine
+        # to the interval-notifier dispatch (notifier.py); a no-op without subscriptions
+        self.notify: Callable[[str, int, int, Optional[str]], None] = _no_notifier
 
     # --- VMAs -------------------------------------------------------------------
 

@@ -36,7 +36,10 @@ def get_unmapped_area(mm: Mm, npages: int, align: int) -> Optional[int]:
 
 def do_munmap_range(mm: Mm, start: int, end: int) -> None:
     """do_vmi_munmap (vms_gather_munmap_vmas + unmap_region), also exit_mmap's whole
-    range: zap [start, end), split the VMAs at its ends and drop what lies inside."""
+    range: zap [start, end), split the VMAs at its ends and drop what lies inside.
+    unmap_vmas fires one UNMAP invalidation over the requested range when a VMA is there."""
+    if any(True for _ in mm.vmas_in(start, end)):
+        mm.notify("unmap", start, end, None)
     mm.zap_range(start, end)
     mm.split_at(start)
     mm.split_at(end)

@@ -35,6 +35,8 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
     """
     for vpn in mm.vpns_in(vma.start, vma.end):
         pte = mm.ptes[vpn]
+        if pte.devexcl:
+            continue                      # 6.15+: no write bit to take away; stays exclusive
         pte.writable = vma.shared and vma.prot.write
         if not pte.writable and vma.prot.write and can_change_pte_writable(vma, pte):
             pte.writable = True
@@ -60,8 +62,10 @@ def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:
         if vma.start != cursor:
             err = Errno.ENOMEM            # a hole: stop, earlier pieces stay changed
             break
-        vma.prot = prot
-        change_pte_range(mm, vma)
+        if vma.prot != prot:              # mprotect_fixup: newflags == oldflags -> nothing
+            mm.notify("protection_vma", vma.start, vma.end, None)   # change_pmd_range
+            vma.prot = prot
+            change_pte_range(mm, vma)
         cursor = vma.end
     if err is None and cursor < end:
         err = Errno.ENOMEM

@@ -99,6 +99,44 @@ class FrameView:
     mapcount: int
     pincount: int
     value: int
+    locked: bool = False        # the folio lock, held by a `lock` op
+
+
+@dataclass
+class DeviceView:
+    """A device: its mirror (hmm) table and the invalidations received since `devents`."""
+
+    mirror: dict[tuple[str, int], tuple[Hashable, str]] = field(default_factory=dict)
+    # (proc, vpn) -> (frame key, "r" | "rw" | "atomic")
+    events: list[str] = field(default_factory=list)   # pending items, sorted (event_text)
+
+
+@dataclass(frozen=True)
+class SubView:
+    """A live interval-notifier subscription."""
+
+    dev: str
+    proc: str
+    start: int
+    end: int
+    seq: int                    # invalidations the device processed for it
+
+    def describe(self) -> str:
+        return f"{self.dev} {self.proc} {self.start:#x}-{self.end:#x} seq={self.seq}"
+
+
+def event_text(sub: str, kind: str, start: int, end: int, owner: Optional[str]) -> str:
+    """One `devents` item: ``m1:clear@0x100+0x1`` or ``m2:exclusive(d0)@0x100+0x1``."""
+    k = kind if owner is None or kind != "exclusive" else f"exclusive({owner})"
+    return f"{sub}:{k}@{start:#x}+{end - start:#x}"
+
+
+def event_sort_key(item: str) -> tuple[int, int, int, str]:
+    """Order of `devents` items: subscription index, start, length, kind."""
+    sub, _, rest = item.partition(":")
+    kind, _, rng = rest.partition("@")
+    start, _, n = rng.partition("+")
+    return (int(sub[1:]), int(start, 16), int(n, 16), kind)
 
 
 @dataclass
@@ -114,6 +152,8 @@ class RawSnapshot:
     procs: dict[str, ProcView] = field(default_factory=dict)          # live processes by name
     frames: dict[Hashable, FrameView] = field(default_factory=dict)   # every referenced frame
     pins: dict[str, list[Hashable]] = field(default_factory=dict)     # handle -> frames pinned
+    devices: dict[str, DeviceView] = field(default_factory=dict)      # devices with state
+    subs: dict[str, SubView] = field(default_factory=dict)            # live subscriptions
     files: dict[str, dict[int, Hashable]] = field(default_factory=dict)  # file -> pgoff -> frame
 
 
@@ -125,7 +165,8 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
     """Flatten a snapshot to ``{path: text}`` with frames named F0, F1, ... by first appearance.
 
     Order of appearance: processes by pid, their pages by vpn; then pins by
-    handle; then files by name, pages by pgoff. The zero pages keep their
+    handle; then device mirrors by device, process, vpn; then files by name,
+    pages by pgoff. The zero pages keep their
     names. Frames nothing references are not reported.
     """
     names: dict[Hashable, str] = {ZERO_KEY: "zero", HZERO_KEY: "hzero"}
@@ -147,6 +188,15 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
             out[f"{pname} page {vpn:#x}"] = f"{page.describe()} {cname(page.frame)}"
     for hname in sorted(raw.pins, key=_name_order):
         out[f"{hname} pages"] = ",".join(cname(k) for k in raw.pins[hname])
+    for dname in sorted(raw.devices, key=_name_order):
+        dev = raw.devices[dname]
+        for (pname, vpn) in sorted(dev.mirror, key=lambda pv: (_name_order(pv[0]), pv[1])):
+            key, perm = dev.mirror[(pname, vpn)]
+            out[f"{dname} mirror {pname} {vpn:#x}"] = f"{perm} {cname(key)}"
+        if dev.events:
+            out[f"{dname} events"] = " ".join(sorted(dev.events, key=event_sort_key))
+    for sname in sorted(raw.subs, key=_name_order):
+        out[f"{sname}"] = raw.subs[sname].describe()
     for fname in sorted(raw.files, key=_name_order):
         for pgoff, key in sorted(raw.files[fname].items()):
             out[f"{fname} pgoff {pgoff:#x}"] = cname(key)
@@ -154,7 +204,8 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
         if cn in ("zero", "hzero"):
             continue
         fv = raw.frames[key]
-        out[f"frame {cn}"] = f"map={fv.mapcount} pin={fv.pincount} val={fv.value:#x}"
+        out[f"frame {cn}"] = (f"map={fv.mapcount} pin={fv.pincount} val={fv.value:#x}"
+                              + (" locked" if fv.locked else ""))
     return out
 
 
