@@ -33,12 +33,15 @@ cdef enum:
     PTE_PFN_SHIFT = 12           # frame number in bits 12..51
     PTE_FLAGS_MASK = 0xfff
 
-    # --- non-present encodings (reserved; unused in issue 3): a swap entry keeps
-    # present = 0 and stores its type in bits 1..5, its offset from bit 12 on;
-    # SWP_DEVICE_EXCLUSIVE is one of the types (include/linux/swapops.h).
+    # --- non-present encodings: a swap entry keeps present = 0 and stores its type in
+    # bits 1..5, its offset (here: the pfn) from bit 12 on (include/linux/swapops.h).
+    # The only non-present entry the model creates is SWP_DEVICE_EXCLUSIVE (6.15+:
+    # one type, no readable/writable variants). Type bits never touch _PAGE_RW, so
+    # pte_write() of a non-present entry is false.
     SWP_TYPE_SHIFT = 1
     SWP_TYPE_MASK = 0x1f
     SWP_DEVICE_EXCLUSIVE = 0x1e
+    _PAGE_SWP_SOFT_DIRTY = 1 << 7    # x86 keeps the soft-dirty bit of a swap PTE in _PAGE_PSE
 
     # --- folio flags (include/linux/page-flags.h)
     PG_anon = 1 << 0             # folio_test_anon
@@ -46,6 +49,7 @@ cdef enum:
     PG_reserved = 1 << 2         # the zero page
     PG_free = 1 << 3             # on the free list
     PG_pagecache = 1 << 4        # in a shmem file's page cache (holds one ref)
+    PG_locked = 1 << 5           # folio_lock held (by a `lock` op); cleared when freed
 
     # --- GUP (mm/gup.c)
     PIN_MAX_PAGES = 1 << 18      # pages per pin: 1 GiB, io_uring's limit per buffer
@@ -109,6 +113,15 @@ cdef enum:
     OP_PREAD = 16
     OP_PWRITE = 17
     OP_UNPIN = 18
+    OP_MIRROR = 19
+    OP_UNMIRROR = 20
+    OP_DREAD = 21
+    OP_DWRITE = 22
+    OP_DEXCL = 23
+    OP_DATOMIC = 24
+    OP_DEVENTS = 25
+    OP_LOCK = 26
+    OP_UNLOCK = 27
 
     # --- result kinds of the batch encoding (decoded in machine.pyx)
     RES_OK = 0
@@ -119,12 +132,15 @@ cdef enum:
     RES_STATE = 5                # payload: STATE_* code of one entry
     RES_SAME = 6                 # payload: 1 yes / 0 no
     RES_PIN = 7                  # payload: k of the created pin handle "h{k}"
+    RES_SUB = 8                  # payload: k of the created subscription "m{k}"
+    RES_EVENTS = 9               # payload: first drained event << 32 | count (hmm.pxd)
 
     # --- state probe codes: kind in bits 0..3, bits from bit 4 on
     ENTRY_NONE = 0
     ENTRY_ZERO = 1
     ENTRY_ANON = 2
     ENTRY_FILE = 3
+    ENTRY_DEVEXCL = 4            # a device-exclusive (non-present) entry
     STATE_WRITABLE = 1 << 4
     STATE_DIRTY = 1 << 5
     STATE_SOFT_DIRTY = 1 << 6
@@ -134,6 +150,8 @@ cdef enum:
     EPERM = 1
     ENOENT = 2
     EBADF = 9
+    EBUSY = 16
+    EOPNOTSUPP = 95
     ESRCH = 3
     EIO = 5
     ENOMEM = 12
@@ -165,6 +183,8 @@ cdef enum:
     MUTANT_RO_PIN_SKIPS_UNSHARE = 15         # gup_must_unshare
     MUTANT_RW_PIN_SKIPS_COW_BREAK = 16       # can_follow_write_pte (FOLL_WRITE)
     MUTANT_POKE_WRITES_PAGECACHE = 17        # can_follow_write_pte (FOLL_FORCE: Dirty COW)
+    MUTANT_RESTORE_WITHOUT_NOTIFIER = 18     # remove_device_exclusive_entry
+    MUTANT_COW_WITHOUT_INVALIDATION = 19     # wp_page_copy (mmu_notifier_invalidate_range_start)
 
 # Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
 cdef extern from *:

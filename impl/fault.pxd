@@ -3,5 +3,6 @@
 
 cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
                          int flags) noexcept nogil
+cdef void restore_exclusive_pte(machine_t *m, vma_t *v, uint64_t *ptep) noexcept nogil
 cdef int populate_vma_page_range(machine_t *m, mm_t *mm, int32_t idx, int64_t start,
                                  int64_t end, bint write) noexcept nogil

@@ -12,6 +12,11 @@
 # - Write faults also come from GUP with FOLL_FORCE (poke) in a VMA without VM_WRITE:
 #   maybe_mkwrite leaves those entries read-only. FAULT_FLAG_UNSHARE (R/O pins) reuses
 #   by setting AnonExclusive only, or maps the copy read-only and clean.
+# - Every wp_page_copy fires CLEAR over its page first (secondary MMUs drop the old
+#   frame); reuse and the other paths fire nothing.
+# - Any fault on a device-exclusive entry only restores it (CLEAR, owner NULL, first) and
+#   returns: the access is retried on the restored entry (do_swap_page). The folio
+#   lock is not looked at there; wp_can_reuse_anon_folio's trylock is.
 
 
 cdef inline uint64_t maybe_mkwrite(vma_t *v, uint64_t pte) noexcept nogil:
@@ -129,15 +134,18 @@ cdef int do_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *pt
     return VM_FAULT_OK
 
 
-cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
+cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *ptep,
                       int flags) noexcept nogil:
     """Replace a read-only entry by a private exclusive copy (zeroed for the zero page);
     the old frame loses this mapping (folio_remove_rmap_pte + folio_put). Unshare:
-    the copy is read-only and clean and inherits soft-dirty."""
+    the copy is read-only and clean and inherits soft-dirty. Secondary MMUs are told
+    first: MMU_NOTIFY_CLEAR over the page (mmu_notifier_invalidate_range_start)."""
     cdef uint64_t pte = ptep[0]
     cdef uint32_t old = pte_pfn(pte), pfn
     cdef folio_t *old_folio = NULL
     cdef uint64_t value = 0
+    if m.mutant != MUTANT_COW_WITHOUT_INVALIDATION:  # mutant: devices keep the old frame
+        mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, vpn, vpn + 1, NO_OWNER)
     if not pte_special(pte):
         old_folio = pfn_folio(&m.mem, old)
         value = old_folio.value                  # __wp_page_copy_user
@@ -158,7 +166,7 @@ cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
     return VM_FAULT_OK
 
 
-cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
+cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *ptep,
                     int flags) noexcept nogil:
     """Write (or unshare) fault on a present read-only entry (do_wp_page)."""
     cdef vma_t *v = &mm.vmas[idx]
@@ -171,14 +179,16 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
         ptep[0] = pte_mkwrite(pte_mkdirty(pte))
         return VM_FAULT_OK
     if pte_special(pte):
-        return wp_page_copy(m, mm, idx, ptep, flags)   # zero page: vm_normal_page() is NULL
+        return wp_page_copy(m, mm, idx, vpn, ptep, flags)   # zero page: vm_normal_page() is NULL
     folio = pfn_folio(&m.mem, pte_pfn(pte))
     if folio.flags & PG_anon:
         excl = (folio.flags & PG_anon_exclusive) != 0
         if m.mutant == MUTANT_NO_ANON_EXCLUSIVE_REUSE:
             excl = False                         # mutant: reuse decided by refcount alone
-        # PageAnonExclusive || wp_can_reuse_anon_folio (order 0: refcount == 1)
-        if excl or folio.refcount == 1 or m.mutant == MUTANT_REUSE_IGNORES_REFCOUNT:
+        # PageAnonExclusive || wp_can_reuse_anon_folio (order 0: refcount == 1 and
+        # folio_trylock succeeds; the lock is dropped again at once)
+        if excl or (folio.refcount == 1 and not folio_test_locked(folio)) \
+                or m.mutant == MUTANT_REUSE_IGNORES_REFCOUNT:
             folio.flags |= PG_anon_exclusive
             if not (flags & FAULT_FLAG_UNSHARE):     # unshare: the entry stays read-only
                 ptep[0] = maybe_mkwrite(v, pte_mkdirty(pte))   # wp_page_reuse
@@ -186,16 +196,46 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, uint64_t *ptep,
     elif m.mutant == MUTANT_PRIVATE_FILE_WRITE_TO_PAGECACHE and v.prot == PROT_RW:
         ptep[0] = pte_mkwrite(pte_mkdirty(pte))  # mutant: Dirty COW, the cache page is written
         return VM_FAULT_OK
-    return wp_page_copy(m, mm, idx, ptep, flags) # shared anon or a page-cache page
+    return wp_page_copy(m, mm, idx, vpn, ptep, flags)   # shared anon or a page-cache page
+
+
+cdef void restore_exclusive_pte(machine_t *m, vma_t *v, uint64_t *ptep) noexcept nogil:
+    """Turn the device-exclusive entry at ptep back into a present one
+    (restore_exclusive_pte, 6.15+): pte_mkold(mk_pte(page, vm_page_prot)) (read-only in
+    a private mapping, the only kind holding DX entries), soft-dirty carried; with
+    VM_WRITE and can_change_pte_writable (an AnonExclusive anon page) writable, and
+    dirty because the folio is (make_device_exclusive's GUP dirtied it); else
+    read-only and clean. Mapcount and reference stay as they are."""
+    cdef uint64_t orig = ptep[0]
+    cdef uint32_t pfn = pte_pfn(orig)
+    cdef folio_t *folio = pfn_folio(&m.mem, pfn)
+    cdef uint64_t pte = pfn_pte(pfn, _PAGE_SOFT_DIRTY if pte_swp_soft_dirty(orig) else 0)
+    if v.prot == PROT_RW and (folio.flags & (PG_anon | PG_anon_exclusive)) \
+            == (PG_anon | PG_anon_exclusive):
+        pte = pte_mkwrite(pte_mkdirty(pte))     # folio_test_dirty: always, see above
+    ptep[0] = pte                                # the slot stays used: set_pte_at over it
+
+
+cdef void remove_device_exclusive_entry(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
+                                        uint64_t *ptep) noexcept nogil:
+    """do_swap_page on a device-exclusive entry: MMU_NOTIFY_CLEAR with owner NULL over
+    the page (6.15+; every device drops its atomic mapping), then restore_exclusive_pte.
+    (The kernel takes the folio lock here, waiting for the device; the model does not
+    look at it: sequential ops cannot wait.)"""
+    if m.mutant != MUTANT_RESTORE_WITHOUT_NOTIFIER:  # mutant: devices keep atomic access
+        mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, vpn, vpn + 1, NO_OWNER)
+    restore_exclusive_pte(m, &mm.vmas[idx], ptep)
 
 
 cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
                          int flags) noexcept nogil:
     """Resolve a fault at vpn inside VMA idx (handle_pte_fault).
 
-    Note: FAULT_FLAG_WRITE on a present writable entry only marks it dirty.
-    Return: VM_FAULT_OK (the entry is present, and writable for a write),
-    VM_FAULT_SIGBUS or VM_FAULT_OOM.
+    Note: FAULT_FLAG_WRITE on a present writable entry only marks it dirty. A
+    device-exclusive entry is only restored (whatever the flags): the caller retries
+    the access, which may fault again (a write on a restored read-only entry).
+    Return: VM_FAULT_OK (the entry is present, and writable for a write, unless a DX
+    entry was restored), VM_FAULT_SIGBUS or VM_FAULT_OOM.
     """
     cdef uint64_t *ptep = pte_alloc_map(mm.pgd, &m.kmem, vpn)
     cdef uint64_t pte
@@ -206,9 +246,12 @@ cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
         if vma_is_anon_private(&mm.vmas[idx]):
             return do_anonymous_page(m, mm, idx, vpn, ptep, flags)
         return do_fault(m, mm, idx, vpn, ptep, flags)
+    if not pte_present(pte):                     # do_swap_page: only DX entries exist
+        remove_device_exclusive_entry(m, mm, idx, vpn, ptep)
+        return VM_FAULT_OK
     if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):
         if not pte_write(pte):
-            return do_wp_page(m, mm, idx, ptep, flags)
+            return do_wp_page(m, mm, idx, vpn, ptep, flags)
         if flags & FAULT_FLAG_WRITE:
             ptep[0] = pte_mkdirty(pte)
     return VM_FAULT_OK
@@ -218,16 +261,21 @@ cdef int populate_vma_page_range(machine_t *m, mm_t *mm, int32_t idx, int64_t st
                                  int64_t end, bint write) noexcept nogil:
     """Fault in [start, end) of VMA idx as GUP does (FOLL_WRITE when write): a page
     that already allows the access is left alone; a write fault breaks COW without
-    storing. Return: the first failing fault's VM_FAULT_* code, else VM_FAULT_OK."""
+    storing (a device-exclusive entry is restored, then retried).
+    Return: the first failing fault's VM_FAULT_* code, else VM_FAULT_OK."""
     cdef int64_t vpn
     cdef uint64_t *ptep
-    cdef int rc
+    cdef int rc, tries
     cdef int flags = FAULT_FLAG_WRITE if write else 0   # faults never store: sys_write does
     for vpn in range(start, end):
-        ptep = pte_offset_map(mm.pgd, vpn)
-        if ptep != NULL and ptep[0] != 0 and (not write or pte_write(ptep[0])):
-            continue                             # follow_page_pte succeeds: no fault
-        rc = handle_mm_fault(m, mm, idx, vpn, flags)
-        if rc != VM_FAULT_OK:
-            return rc
+        for tries in range(3):                   # a DX restore, then a write fault
+            ptep = pte_offset_map(mm.pgd, vpn)
+            if ptep != NULL and pte_present(ptep[0]) and (not write or pte_write(ptep[0])):
+                break                            # follow_page_pte succeeds: no fault
+            rc = handle_mm_fault(m, mm, idx, vpn, flags)
+            if rc != VM_FAULT_OK:
+                return rc
+        else:
+            m.kmem.oom = 1                       # a model bug: report it, never loop
+            return VM_FAULT_OOM
     return VM_FAULT_OK

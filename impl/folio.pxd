@@ -24,6 +24,20 @@ cdef void mem_map_destroy(mem_map_t *mem, kmem_t *k) noexcept nogil
 cdef uint32_t folio_alloc(mem_map_t *mem, kmem_t *k, uint32_t flags, uint64_t value) noexcept nogil
 cdef void folio_free(mem_map_t *mem, uint32_t pfn) noexcept nogil
 
+cdef inline bint folio_test_locked(folio_t *f) noexcept nogil:
+    return (f.flags & PG_locked) != 0
+
+cdef inline bint folio_trylock(folio_t *f) noexcept nogil:
+    """Take the folio lock if free (folio_trylock). The model's only holder is a `lock`
+    op; kernel paths that would sleep in folio_lock instead refuse (EBUSY) or skip."""
+    if f.flags & PG_locked:
+        return False
+    f.flags |= PG_locked
+    return True
+
+cdef inline void folio_unlock(folio_t *f) noexcept nogil:
+    f.flags &= ~(<uint32_t>PG_locked)
+
 cdef inline void folio_get(folio_t *f) noexcept nogil:
     f.refcount += 1
 

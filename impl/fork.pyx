@@ -6,6 +6,11 @@
 # (vma_needs_copy). Copied anon pages lose AnonExclusive and both sides become
 # read-only; page-cache pages are shared read-only; the zero page is copied as is.
 # A pinned AnonExclusive page is copied for the child at once (copy_present_page).
+# Each VMA whose entries are copied fires PROTECTION_PAGE over it in the parent first.
+# A device-exclusive entry is restored in the parent (no event of its own: the
+# PROTECTION_PAGE covers it) and then copied as present; if its folio is locked the
+# fork fails (copy_nonpresent_pte -> try_restore_exclusive_pte: -EBUSY, which
+# copy_pmd_range turns into -ENOMEM) and stops.
 
 
 ctypedef struct copy_ctx_t:
@@ -13,6 +18,7 @@ ctypedef struct copy_ctx_t:
     mm_t *src
     mm_t *dst
     vma_t *vma          # the parent VMA being copied (same prot as the child's)
+    int err             # ENOMEM once a locked DX folio stopped the copy
 
 
 cdef inline bint folio_needs_cow_for_dma(machine_t *m, mm_t *src, folio_t *folio) noexcept nogil:
@@ -45,6 +51,8 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
     cdef uint32_t keep = PG_anon_exclusive if m.mutant == MUTANT_FORK_KEEPS_EXCLUSIVE else 0
     # ptep_set_wrprotect(src) of a COW mapping; a mutant leaves the parent writable
     cdef bint wrprotect_src = m.mutant != MUTANT_FORK_NO_WRPROTECT
+    if c.err:
+        return                                   # copy_page_range already failed
     if i < end:                                  # the child's table only if needed
         dst = pte_alloc_map(c.dst.pgd, &m.kmem, vpn)
         if dst == NULL:
@@ -52,6 +60,12 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
         dst = pte_table_of(dst, vpn)
     while i < end:
         pte = table[i]
+        if not pte_present(pte):                 # copy_nonpresent_pte: a DX entry
+            if folio_test_locked(pfn_folio(&m.mem, pte_pfn(pte))):
+                c.err = ENOMEM                   # trylock failed: -EBUSY, fork sees -ENOMEM
+                return
+            restore_exclusive_pte(m, c.vma, &table[i])   # -ENOENT: copy it as present
+            pte = table[i]
         if not pte_special(pte):                 # the zero page has no counts
             folio = pfn_folio(&m.mem, pte_pfn(pte))
             if (folio.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(m, c.src, folio):
@@ -72,8 +86,9 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
         i = next_used(table, i + 1, end)
 
 
-cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
-    """The child address space of a fork of parent; NULL on OOM."""
+cdef mm_t *dup_mmap(machine_t *m, mm_t *parent, int *err) noexcept nogil:
+    """The child address space of a fork of parent; NULL on OOM. *err = ENOMEM when
+    copy_page_range failed (the caller tears the partial child down)."""
     cdef mm_t *child = mm_alloc(m)
     cdef vma_t cv
     cdef vma_t *pv
@@ -85,6 +100,7 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
     ctx.m = m
     ctx.src = parent
     ctx.dst = child
+    ctx.err = 0
     for i in range(parent.nr_vmas):
         pv = &parent.vmas[i]
         if pv.madv & VM_DONTCOPY:
@@ -101,9 +117,13 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent) noexcept nogil:
             cv.forked = 1
         if vma_insert(m, child, child.nr_vmas, &cv) < 0:
             break
-        if not wipe and pv.anon_vma != 0:
+        if not wipe and pv.anon_vma != 0:        # vma_needs_copy
+            # copy_page_range of a COW mapping: MMU_NOTIFY_PROTECTION_PAGE over the VMA
+            mmu_notifier_invalidate_range(m, parent, MMU_NOTIFY_PROTECTION_PAGE, pv.start,
+                                          pv.end, NO_OWNER)
             ctx.vma = pv
             walk_pte_runs(parent.pgd, pv.start, pv.end, copy_pte_run, &ctx)
-        if m.kmem.oom:
+        if m.kmem.oom or ctx.err:
             break
+    err[0] = ctx.err
     return child

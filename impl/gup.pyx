@@ -63,8 +63,10 @@ cdef int64_t _follow_page(machine_t *m, mm_t *mm, int64_t vpn, int gup) noexcept
     if idx < 0 or not _check_vma_flags(&mm.vmas[idx], gup):
         return GUP_EFAULT
     for tries in range(4):                       # each fault makes the next follow succeed
+                                                 # (a DX restore may need one more)
         ptep = pte_offset_map(mm.pgd, vpn)
-        if ptep == NULL or ptep[0] == 0 or (
+        # none or device-exclusive (follow_page_pte: !pte_present) -> fault
+        if ptep == NULL or not pte_present(ptep[0]) or (
                 (gup & GUP_WRITE) and not _can_follow_write_pte(m, &mm.vmas[idx], ptep[0], gup)):
             rc = handle_mm_fault(m, mm, idx, vpn, FAULT_FLAG_WRITE if gup & GUP_WRITE else 0)
         elif not pte_write(ptep[0]) and _gup_must_unshare(m, &mm.vmas[idx], ptep[0], gup):

@@ -16,6 +16,14 @@ cdef enum:
     INV_TABLE_BITMAP = 12    # a table's used bitmap disagrees with its entries
     INV_PINCOUNT = 13        # pincount != live pin handles holding the frame
     INV_I3 = 14              # a pinned anon page is not AnonExclusive
+    INV_DX_PAGE = 15         # a non-present entry that is not DX, or DX on a page not anon+AE
+    INV_MIRROR_PROC = 16     # a mirror entry of a process that is not alive
+    INV_MIRROR_SUB = 17      # a mirror entry no live subscription of its device covers
+    INV_MIRROR_FRAME = 18    # a mirror entry whose frame the CPU entry does not map
+    INV_MIRROR_PERM = 19     # rw over a read-only present entry, atomic over a present one
+    INV_MIRROR_COUNT = 20    # a device's nr_mirror != its mirror entries
+    INV_EVENT_SUB = 21       # a pending event naming no subscription of its device
+    INV_SUB_INDEX = 22       # an mm's subscription index != its live subscriptions (or seq < 0)
 
 ctypedef struct inv_report_t:
     int32_t code             # INV_*

@@ -53,10 +53,16 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         if folio.flags & PG_free:
             _fail(c.rep, INV_FREE_MAPPED, c.proc, vpn + i, pfn, 0, folio.flags)
             continue
+        if not pte_present(pte):
+            # the only non-present entry is device-exclusive, over an AnonExclusive anon
+            # page (make_device_exclusive: anon only; fork restores before sharing)
+            if not is_device_exclusive_entry(pte) or (folio.flags & (PG_anon | PG_anon_exclusive)) \
+                    != (PG_anon | PG_anon_exclusive):
+                _fail(c.rep, INV_DX_PAGE, c.proc, vpn + i, pfn, <int64_t>pte, folio.flags)
         # I1: writable anon => AnonExclusive
-        if pte_write(pte) and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
+        elif pte_write(pte) and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
             _fail(c.rep, INV_I1, c.proc, vpn + i, pfn, PG_anon_exclusive, folio.flags)
-        c.maps[pfn] += 1
+        c.maps[pfn] += 1                         # a DX entry counts as a mapping (6.15+)
 
 
 cdef void _count_cache(machine_t *m, int32_t *cached) noexcept nogil:
@@ -74,6 +80,117 @@ cdef void _count_cache(machine_t *m, int32_t *cached) noexcept nogil:
         for j in range(n):
             cached[buf[j].pfn] += 1
         free(buf)
+
+
+ctypedef struct mirror_ctx_t:
+    machine_t *m
+    int32_t dev
+    int32_t proc
+    int64_t count            # mirror entries seen
+    inv_report_t *rep
+
+
+cdef void _check_mirror_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    """device.md invariants of each mirror entry (P, vpn) -> (frame, perm)."""
+    cdef mirror_ctx_t *c = <mirror_ctx_t *>ctx
+    cdef uint64_t *table = pte_table_of(ptep, vpn)
+    cdef int64_t first = vpn & TABLE_MASK, end = first + n
+    cdef int64_t i = next_used(table, first, end), v
+    cdef uint64_t e, cpu, perm
+    cdef uint64_t *cpup
+    cdef mm_t *mm
+    while i < end:
+        e = table[i]
+        v = vpn - first + i
+        i = next_used(table, i + 1, end)
+        c.count += 1
+        # P alive
+        if c.proc >= c.m.nr_procs or not c.m.procs[c.proc].alive:
+            _fail(c.rep, INV_MIRROR_PROC, c.proc, v, pte_pfn(e), c.dev, <int64_t>e)
+            continue
+        mm = c.m.procs[c.proc]
+        # a live subscription of the device on P covers vpn
+        if not dmirror_subscribed(c.m, mm, c.dev, v):
+            _fail(c.rep, INV_MIRROR_SUB, c.proc, v, pte_pfn(e), c.dev, <int64_t>e)
+        # P's entry at vpn (present or DX) maps the frame
+        cpup = pte_offset_map(mm.pgd, v)
+        cpu = cpup[0] if cpup != NULL else 0
+        if cpu == 0 or pte_pfn(cpu) != pte_pfn(e):
+            _fail(c.rep, INV_MIRROR_FRAME, c.proc, v, pte_pfn(e), <int64_t>e, <int64_t>cpu)
+            continue
+        # rw: present and writable, or DX; atomic: DX
+        perm = e & MIRROR_PERM_MASK
+        if (perm == MIRROR_ATOMIC_RW and pte_present(cpu)) or (
+                perm == MIRROR_RW and pte_present(cpu) and not pte_write(cpu)) or (
+                perm != MIRROR_R and perm != MIRROR_RW and perm != MIRROR_ATOMIC_RW):
+            _fail(c.rep, INV_MIRROR_PERM, c.proc, v, pte_pfn(e), <int64_t>e, <int64_t>cpu)
+
+
+cdef int64_t _check_itree(itree_node_t *a, int32_t lo, int32_t hi) noexcept nogil:
+    """The max end of a[lo, hi) if every maxend there is right, else -1."""
+    cdef int32_t mid
+    cdef int64_t l, r, mx
+    if lo >= hi:
+        return 0
+    mid = (lo + hi) >> 1
+    l = _check_itree(a, lo, mid)
+    r = _check_itree(a, mid + 1, hi)
+    if l < 0 or r < 0:
+        return -1
+    mx = max(a[mid].end, max(l, r))
+    return mx if a[mid].maxend == mx else -1
+
+
+cdef void _check_hmm(machine_t *m, inv_report_t *rep) noexcept nogil:
+    """Mirrors, pending events and the subscription indexes (device.md invariants)."""
+    cdef mirror_ctx_t ctx
+    cdef hmm_dev_t *d
+    cdef int32_t i, p, k
+    cdef int32_t *nlive
+    cdef mm_t *mm
+    cdef mmu_interval_sub_t *s
+    ctx.m = m
+    ctx.rep = rep
+    for i in range(m.nr_devs):
+        d = m.devs[i]
+        ctx.dev = i
+        ctx.count = 0
+        for p in range(d.cap_pt):
+            if d.pt[p] != NULL:
+                ctx.proc = p
+                walk_pte_runs(d.pt[p], 0, PGTABLE_SPAN, _check_mirror_run, &ctx)
+        if ctx.count != d.nr_mirror:
+            _fail(rep, INV_MIRROR_COUNT, -1, -1, -1, d.nr_mirror, ctx.count)
+        # each pending event names a subscription of this device (events reach only live
+        # subscriptions: the index holds nothing else, checked below; one removed since
+        # keeps what it received)
+        for k in range(d.nr_events):
+            if d.events[k].sub < 0 or d.events[k].sub >= m.nr_subs \
+                    or m.subs[d.events[k].sub].dev != i \
+                    or d.events[k].start >= d.events[k].end \
+                    or d.events[k].start < m.subs[d.events[k].sub].start \
+                    or d.events[k].end > m.subs[d.events[k].sub].end:
+                _fail(rep, INV_EVENT_SUB, -1, d.events[k].start, -1, i, d.events[k].sub)
+    # each mm's index holds exactly its live subscriptions, sorted, maxend right; seq >= 0
+    nlive = <int32_t *>calloc(m.nr_procs + 1, sizeof(int32_t))
+    if nlive == NULL:
+        m.kmem.oom = 1
+        return
+    for k in range(m.nr_subs):
+        if m.subs[k].live and 0 <= m.subs[k].proc < m.nr_procs:
+            nlive[m.subs[k].proc] += 1
+    for p in range(m.nr_procs):
+        mm = m.procs[p]
+        if nlive[p] != mm.nr_subs or _check_itree(mm.subs, 0, mm.nr_subs) < 0:
+            _fail(rep, INV_SUB_INDEX, p, -1, -1, nlive[p], mm.nr_subs)
+            continue
+        for k in range(mm.nr_subs):
+            s = &m.subs[mm.subs[k].sub]
+            if not s.live or s.proc != p or s.start != mm.subs[k].start \
+                    or s.end != mm.subs[k].end or s.seq < 0 or s.start >= s.end \
+                    or (k > 0 and mm.subs[k - 1].start > mm.subs[k].start):
+                _fail(rep, INV_SUB_INDEX, p, mm.subs[k].start, -1, mm.subs[k].sub, s.seq)
+    free(nlive)
 
 
 cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
@@ -145,6 +262,7 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
             _fail(rep, INV_I2, -1, -1, pfn, 1, ctx.maps[pfn])
     if nfree != m.mem.nr_free:
         _fail(rep, INV_FREE_LIST, -1, -1, -1, m.mem.nr_free, nfree)
+    _check_hmm(m, rep)
     free(ctx.maps)
     free(cached)
     free(pinned)

@@ -14,10 +14,12 @@ include "pagetable.pyx"
 include "shmem.pyx"
 include "vma.pyx"
 include "mm.pyx"
+include "notifier.pyx"
 include "fault.pyx"
 include "fork.pyx"
 include "syscall.pyx"
 include "gup.pyx"
+include "hmm.pyx"
 include "mmap.pyx"
 include "mprotect.pyx"
 include "madvise.pyx"
@@ -182,6 +184,29 @@ breaks COW. CVE-2016-5195 (Dirty COW) raced the COW away and wrote the page-cach
 of a read-only file. The mutant follows any read-only page: poke of a read-only private
 file mapping writes the file. Program: fwrite 0x10, map it private r, read, poke 0x66:
 fread returns 0x66 (faithful: 0x10).""",
+    "restore_without_notifier": """\
+A CPU fault restores a device-exclusive entry without telling the devices.
+Rule: remove_device_exclusive_entry invalidates the page with owner NULL (6.15+:
+MMU_NOTIFY_CLEAR; MMU_NOTIFY_EXCLUSIVE before) ahead of restore_exclusive_pte, so every
+device drops its atomic mapping before the CPU may write
+(hmm-tests `exclusive`: HMM_DMIRROR_CHECK_EXCLUSIVE finds no atomic mapping left after
+the CPU touched the pages). It came with device-exclusive access itself (Alistair
+Popple's "Add support for SVM atomics in Nouveau", 5.14, spec seed 003); without it the
+device and the CPU both believe they own the page and atomic updates are lost. The
+mutant skips the notifier: the device keeps its atomic entry. Program: mirror, write 5,
+dexcl, CPU write 7 (restores), datomic 1: it adds through the stale atomic entry without
+taking exclusive access again, so `state` shows the present entry (faithful: devexcl).""",
+    "cow_without_invalidation": """\
+wp_page_copy replaces the PTE without invalidating secondary MMUs: devices keep the old frame.
+Rule: wp_page_copy wraps the switch to the new page in MMU_NOTIFY_CLEAR
+invalidate_range_start/end over the page, so a mirroring device drops the old frame and
+refaults the new one. Before 6.10 the new PTE was also pushed with ->change_pte
+(set_pte_at_notify), removed by Paolo Bonzini's "KVM, mm: remove the .change_pte() MMU
+notifier and set_pte_at_notify()" because the invalidation already covers it; i915
+userptr (spec seed 002) was the driver that missed COW and kept DMA-ing into the old
+page. The mutant fires nothing: after fork and a CPU write (COW copy) the device still
+reads the frame the child keeps. Program: write 1, mirror, fork, dread (mirrors r),
+write 2: `devents` shows no clear item and `dread` returns 1 (faithful: 2).""",
 }
 _MUTANT_CODE = {
     "no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE,
@@ -201,6 +226,8 @@ _MUTANT_CODE = {
     "ro_pin_skips_unshare": MUTANT_RO_PIN_SKIPS_UNSHARE,
     "rw_pin_skips_cow_break": MUTANT_RW_PIN_SKIPS_COW_BREAK,
     "poke_writes_pagecache": MUTANT_POKE_WRITES_PAGECACHE,
+    "restore_without_notifier": MUTANT_RESTORE_WITHOUT_NOTIFIER,
+    "cow_without_invalidation": MUTANT_COW_WITHOUT_INVALIDATION,
 }
 assert _MUTANT_CODE.keys() == MUTANTS.keys(), "every mutant needs a doc and a code"
 
@@ -210,7 +237,10 @@ _OPCODE = {
     _ops.Fork: OP_FORK, _ops.Exit: OP_EXIT, _ops.File: OP_FILE,
     _ops.FileRead: OP_FREAD, _ops.FileWrite: OP_FWRITE, _ops.State: OP_STATE,
     _ops.Same: OP_SAME, _ops.Pin: OP_PIN, _ops.Poke: OP_POKE, _ops.PinRead: OP_PREAD,
-    _ops.PinWrite: OP_PWRITE, _ops.Unpin: OP_UNPIN,
+    _ops.PinWrite: OP_PWRITE, _ops.Unpin: OP_UNPIN, _ops.Mirror: OP_MIRROR,
+    _ops.Unmirror: OP_UNMIRROR, _ops.DevRead: OP_DREAD, _ops.DevWrite: OP_DWRITE,
+    _ops.DevExclusive: OP_DEXCL, _ops.DevAtomic: OP_DATOMIC, _ops.DevEvents: OP_DEVENTS,
+    _ops.Lock: OP_LOCK, _ops.Unlock: OP_UNLOCK,
 }   # every other op class has no model rules yet: OP_ENOSYS
 _PIN_MODE = {_ops.PinMode.R: 0, _ops.PinMode.RW: GUP_WRITE,
              _ops.PinMode.R_LONGTERM: GUP_LONGTERM,
@@ -228,7 +258,12 @@ _ADVICE_CODE = {_ops.Advice.DONTNEED: ADV_DONTNEED, _ops.Advice.DONTFORK: ADV_DO
                 _ops.Advice.POPULATE_WRITE: ADV_POPULATE_WRITE}   # others: ADV_UNSUPPORTED
 
 _ENTRY_KIND = {ENTRY_ZERO: _state.EntryKind.ZERO, ENTRY_ANON: _state.EntryKind.ANON,
-               ENTRY_FILE: _state.EntryKind.FILE}
+               ENTRY_FILE: _state.EntryKind.FILE, ENTRY_DEVEXCL: _state.EntryKind.DEVEXCL}
+_EVENT_KIND = {MMU_NOTIFY_UNMAP: "unmap", MMU_NOTIFY_CLEAR: "clear",
+               MMU_NOTIFY_PROTECTION_VMA: "protection_vma",
+               MMU_NOTIFY_PROTECTION_PAGE: "protection_page", MMU_NOTIFY_EXCLUSIVE: "exclusive",
+               MMU_NOTIFY_RELEASE: "release"}
+_MIRROR_PERM = {MIRROR_R: "r", MIRROR_RW: "rw", MIRROR_ATOMIC_RW: "atomic"}
 _U64 = (1 << 64) - 1
 _YES = _results.text_result("yes")
 _NO = _results.text_result("no")
@@ -248,6 +283,14 @@ _INV_NAMES = {
     INV_TABLE_BITMAP: "page-table used bitmap == non-none entries",
     INV_PINCOUNT: "pincount == live pins holding the frame",
     INV_I3: "I3 pinned anon => AnonExclusive",
+    INV_DX_PAGE: "a non-present entry is device-exclusive, on an AnonExclusive anon page",
+    INV_MIRROR_PROC: "mirror entries only for live processes",
+    INV_MIRROR_SUB: "a live subscription of the device covers each mirror entry",
+    INV_MIRROR_FRAME: "a mirror entry maps the frame of the CPU entry (present or DX)",
+    INV_MIRROR_PERM: "mirror rw => CPU entry writable or DX; atomic => DX",
+    INV_MIRROR_COUNT: "device nr_mirror == its mirror entries",
+    INV_EVENT_SUB: "a pending event names a subscription of its device, range inside it",
+    INV_SUB_INDEX: "an mm's subscription index == its live subscriptions (seq >= 0)",
 }
 
 
@@ -265,10 +308,11 @@ cdef inline int64_t _num(object x, str what) except? -1:
     return x if x < NUM_CLAMP else NUM_CLAMP
 
 
-cdef inline int64_t _handle(str name) except -1:
-    """k of a pin handle name "h{k}" (a k never created gives EINVAL at run time)."""
-    if len(name) < 2 or name[0] != "h" or not name[1:].isdigit():
-        raise ValueError(f"pin handle {name!r} must be h<k>, e.g. h1")
+cdef inline int64_t _handle(str name, str prefix="h") except -1:
+    """k of a pin handle "h{k}" or subscription "m{k}" (a k never created: EINVAL at
+    run time)."""
+    if len(name) < 2 or name[0] != prefix or not name[1:].isdigit():
+        raise ValueError(f"name {name!r} must be {prefix}<k>, e.g. {prefix}1")
     k = int(name[1:])
     return k if k < NUM_CLAMP else NUM_CLAMP
 
@@ -288,6 +332,8 @@ cdef class ImplMachine:
     cdef dict _procs            # "p{k}" -> k
     cdef dict _files            # file name -> index into machine.files
     cdef dict _file_names       # index -> file name (named files only)
+    cdef dict _devs             # device name -> slot index into machine.devs
+    cdef list _dev_names        # slot index -> device name
     cdef dict _state_results    # STATE_* code -> Result
     cdef dict _flag_bits        # frozenset of MapFlag -> MAPF_* bits
     cdef mm_op_t *_ops
@@ -321,6 +367,12 @@ cdef class ImplMachine:
         self.m.pins = NULL
         self.m.nr_pins = 0
         self.m.cap_pins = 0
+        self.m.subs = NULL
+        self.m.nr_subs = self.m.cap_subs = 0
+        self.m.devs = NULL
+        self.m.nr_devs = self.m.cap_devs = 0
+        self.m.drained = NULL
+        self.m.nr_drained = self.m.cap_drained = 0
         self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
         self.m.mem.sections = NULL
         self.m.mem.nr_sections = 0
@@ -332,6 +384,8 @@ cdef class ImplMachine:
         self._procs = {}
         self._files = {}
         self._file_names = {}
+        self._devs = {}
+        self._dev_names = []
         self._state_results = {ENTRY_NONE: _results.text_result("none")}
         self._flag_bits = {}
 
@@ -340,6 +394,7 @@ cdef class ImplMachine:
         cdef machine_t *m = self.m
         if m == NULL:
             return
+        hmm_destroy(m)                          # first: exits then fire no notifiers
         for i in range(m.nr_procs):
             if m.procs[i].alive:
                 exit_mmap(m, m.procs[i])
@@ -368,6 +423,21 @@ cdef class ImplMachine:
                 k = 0x7fffffff                  # never created: ESRCH
             self._procs[name] = k
         return k
+
+    cdef int32_t _dev(self, str name) except -1:
+        """Slot index of a device name d<k>; devices exist implicitly (first sight)."""
+        cdef object idx = self._devs.get(name)
+        cdef int32_t i
+        if idx is None:
+            if len(name) < 2 or name[0] != "d" or not name[1:].isdigit():
+                raise ValueError(f"device name {name!r} must be d<k>, e.g. d0")
+            i = hmm_dev_new(self.m)
+            if i < 0:
+                raise MemoryError("cannot allocate a device slot")
+            self._devs[name] = i
+            self._dev_names.append(name)
+            return i
+        return idx
 
     cdef int32_t _file(self, str name) except -1:
         """Index of a file name, registering a not-yet-created slot on first sight."""
@@ -401,6 +471,12 @@ cdef class ImplMachine:
             if code == OP_FWRITE:
                 o.a2 = _u64_bits(op.value)
             return 0
+        if code == OP_UNMIRROR:
+            o.a0 = _handle(op.sub, "m")
+            return 0
+        if code == OP_DEVENTS:
+            o.a0 = self._dev(op.dev)
+            return 0
         if code == OP_PREAD or code == OP_PWRITE or code == OP_UNPIN:
             o.a0 = _handle(op.pin)
             if code != OP_UNPIN:
@@ -409,8 +485,17 @@ cdef class ImplMachine:
                 o.a2 = _u64_bits(op.value)
             return 0
         o.proc = self._proc(op.proc)
-        if code == OP_READ or code == OP_STATE:
+        if code == OP_READ or code == OP_STATE or code == OP_LOCK or code == OP_UNLOCK:
             o.a0 = _num(op.vpn, "vpn")
+        elif code >= OP_MIRROR and code <= OP_DATOMIC:
+            o.a0 = self._dev(op.dev)
+            o.a1 = _num(op.vpn, "vpn")
+            if code == OP_MIRROR:
+                o.a2 = _num(op.npages, "npages")
+            elif code == OP_DWRITE:
+                o.a2 = _u64_bits(op.value)
+            elif code == OP_DATOMIC:
+                o.a2 = _u64_bits(op.add)
         elif code == OP_WRITE:
             o.a0 = _num(op.vpn, "vpn")
             o.a1 = _u64_bits(op.value)
@@ -467,6 +552,11 @@ cdef class ImplMachine:
             return _results.name(f"p{r.payload}")
         if kind == RES_PIN:
             return _results.name(f"h{r.payload}")
+        if kind == RES_SUB:
+            return _results.name(f"m{r.payload}")
+        if kind == RES_EVENTS:
+            items = self._event_texts(r.payload >> 32, r.payload & 0xffffffff)
+            return _results.text_result(" ".join(items) if items else "none")
         if kind == RES_SAME:
             return _YES if r.payload else _NO
         res = self._state_results.get(r.payload)
@@ -474,6 +564,21 @@ cdef class ImplMachine:
             res = _results.text_result(_page_view(r.payload, None).describe())
             self._state_results[r.payload] = res
         return res
+
+    cdef list _event_texts(self, int64_t first, int64_t n):
+        """`devents` items of events drained[first, first + n) (or of a device's
+        pending list), sorted as state.event_sort_key orders them."""
+        return self._events_text(&self.m.drained[first], n)
+
+    cdef list _events_text(self, mmu_event_t *ev, int64_t n):
+        cdef int64_t i
+        items = []
+        for i in range(n):
+            owner = self._dev_names[ev[i].owner] if ev[i].owner != NO_OWNER else None
+            items.append(_state.event_text(f"m{ev[i].sub + 1}", _EVENT_KIND[ev[i].kind],
+                                           ev[i].start, ev[i].end, owner))
+        items.sort(key=_state.event_sort_key)
+        return items
 
     cdef int _reserve(self, int64_t n) except -1:
         cdef mm_op_t *o
@@ -503,9 +608,11 @@ cdef class ImplMachine:
             done = run_ops(self.m, self._ops, self._res, n)
             table_pool_trim(&self.m.kmem, 0)    # the quicklist only serves within a batch
         if self.m.kmem.oom:
+            self.m.nr_drained = 0
             raise MemoryError(f"impl out of memory at op {done} of the batch "
                               f"({self.m.kmem.bytes:#x} bytes held); the machine is unusable")
         results = [self._decode(&self._res[i]) for i in range(n)]
+        self.m.nr_drained = 0                   # the devents results are decoded
         if self._cap > 4096:                    # do not keep a huge op buffer around
             free(self._ops)
             free(self._res)
@@ -521,8 +628,11 @@ cdef class ImplMachine:
         do_op(self.m, &self._ops[0], &self._res[0])
         table_pool_trim(&self.m.kmem, TABLE_POOL_KEEP)
         if self.m.kmem.oom:
+            self.m.nr_drained = 0
             raise MemoryError(f"impl out of memory running {op!r}")
-        return self._decode(&self._res[0])
+        res = self._decode(&self._res[0])
+        self.m.nr_drained = 0
+        return res
 
     def check_invariants(self):
         """Raise api.InvariantError naming the first broken invariant (values in hex)."""
@@ -610,11 +720,55 @@ cdef class ImplMachine:
                     referenced.add(cache[j].pfn)
                 free(cache)
             raw.files[fname] = pages
+        self._snapshot_devices(raw, referenced)
         for key in referenced:
             pfn = key
             folio = pfn_folio(&m.mem, pfn)
-            raw.frames[key] = _state.FrameView(folio.mapcount, folio.pincount, folio.value)
+            raw.frames[key] = _state.FrameView(folio.mapcount, folio.pincount, folio.value,
+                                               folio_test_locked(folio))
         return raw
+
+    cdef _snapshot_devices(self, raw, set referenced):
+        """Devices with mirror entries or pending events, and the live subscriptions."""
+        cdef machine_t *m = self.m
+        cdef hmm_dev_t *d
+        cdef mmu_interval_sub_t *s
+        cdef int32_t i, p
+        cdef int64_t j
+        cdef entry_buf_t buf
+        cdef uint32_t pfn
+        for i in range(m.nr_devs):
+            d = m.devs[i]
+            if d.nr_mirror == 0 and d.nr_events == 0:
+                continue
+            dv = _state.DeviceView()
+            for p in range(d.cap_pt):
+                if d.pt[p] == NULL:
+                    continue
+                buf.items = NULL
+                buf.n = buf.cap = 0
+                buf.oom = 0
+                walk_pte_runs(d.pt[p], 0, PGTABLE_SPAN, _collect_run, &buf)
+                if buf.oom:
+                    entry_buf_free(&buf)
+                    raise MemoryError("impl out of memory while taking a snapshot")
+                for j in range(buf.n):
+                    pfn = pte_pfn(buf.items[j].pte)
+                    if pfn == 0:
+                        key = _state.ZERO_KEY
+                    else:
+                        key = pfn
+                        referenced.add(key)
+                    dv.mirror[(f"p{p}", buf.items[j].vpn)] = (
+                        key, _MIRROR_PERM[buf.items[j].pte & MIRROR_PERM_MASK])
+                entry_buf_free(&buf)
+            dv.events = self._events_text(d.events, d.nr_events)
+            raw.devices[self._dev_names[i]] = dv
+        for i in range(m.nr_subs):
+            s = &m.subs[i]
+            if s.live:
+                raw.subs[f"m{i + 1}"] = _state.SubView(self._dev_names[s.dev], f"p{s.proc}",
+                                                       s.start, s.end, s.seq)
 
     # --- measurements -------------------------------------------------------------------
 

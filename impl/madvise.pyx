@@ -63,6 +63,9 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
         if v.start > cur:
             hole = True
         if advice == ADV_DONTNEED:
+            # zap_page_range_single_batched: MMU_NOTIFY_CLEAR over the piece, mapped or not
+            mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, max(start, v.start),
+                                          min(end, v.end), NO_OWNER)
             zap_page_range(m, mm, max(start, v.start), min(end, v.end))
             if m.mutant == MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE and v.shared:
                 _mutant_punch_cache(m, v, max(start, v.start), min(end, v.end))

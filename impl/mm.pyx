@@ -16,7 +16,8 @@ cdef mm_t *mm_alloc(machine_t *m) noexcept nogil:
 
 cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
     """Clear n PTEs, dropping each mapped frame's mapcount and reference
-    (zap_pte_range); the zero page carries no counts (pte_special)."""
+    (zap_pte_range); the zero page carries no counts (pte_special). A device-exclusive
+    entry goes the same way (zap_nonpresent_ptes: rss--, folio_remove_rmap_pte, folio_put)."""
     cdef machine_t *m = <machine_t *>ctx
     cdef uint64_t *table = pte_table_of(ptep, vpn)
     cdef int64_t first = vpn & TABLE_MASK, end = first + n
@@ -49,6 +50,8 @@ cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexc
         return -1
     if first == last:
         return 0
+    # unmap_vmas: MMU_NOTIFY_UNMAP over the requested range, before the zap
+    mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_UNMAP, start, end, NO_OWNER)
     # mutant munmap_leaves_last_page: the zap stops one page short of the range end
     zap_page_range(m, mm, start, end - 1 if m.mutant == MUTANT_MUNMAP_LEAVES_LAST_PAGE else end)
     free_pgtables(mm.pgd, &m.kmem, start, end)
@@ -58,8 +61,14 @@ cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexc
 
 
 cdef void exit_mmap(machine_t *m, mm_t *mm) noexcept nogil:
-    """Tear the address space down: zap everything, free tables and VMAs (exit_mmap)."""
+    """Tear the address space down: zap everything, free tables and VMAs (exit_mmap).
+    Subscriptions stay (the driver removes them): each sees RELEASE over its whole range
+    (mmu_notifier_release -> mn_itree_release, VMAs or not), then, if anything was
+    mapped, one UNMAP of the user range (unmap_vmas)."""
     cdef int32_t i
+    mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_RELEASE, 0, ADDR_LIMIT_PAGES, NO_OWNER)
+    if mm.nr_vmas > 0:                           # unmap_vmas(..., 0, ULONG_MAX)
+        mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_UNMAP, 0, ADDR_LIMIT_PAGES, NO_OWNER)
     for i in range(mm.nr_vmas):
         zap_page_range(m, mm, mm.vmas[i].start, mm.vmas[i].end)
     pgd_free_all(mm.pgd, &m.kmem)

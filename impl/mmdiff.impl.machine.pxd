@@ -14,6 +14,8 @@ cdef struct machine_s
 ctypedef machine_s machine_t
 cdef struct mm_s
 ctypedef mm_s mm_t
+cdef struct itree_node_s
+ctypedef itree_node_s itree_node_t
 
 include "kmem.pxd"
 include "folio.pxd"
@@ -21,10 +23,12 @@ include "pagetable.pxd"
 include "shmem.pxd"
 include "vma.pxd"
 include "mm.pxd"
+include "notifier.pxd"
 include "fault.pxd"
 include "fork.pxd"
 include "syscall.pxd"
 include "gup.pxd"
+include "hmm.pxd"
 include "mmap.pxd"
 include "mprotect.pxd"
 include "madvise.pxd"
@@ -45,4 +49,13 @@ cdef struct machine_s:
     pin_t *pins             # pin handle "h{k}" at index k - 1, in creation order
     int32_t nr_pins
     int32_t cap_pins
+    mmu_interval_sub_t *subs    # subscription "m{k}" at index k - 1, in creation order
+    int32_t nr_subs
+    int32_t cap_subs
+    hmm_dev_t **devs        # device slots; the encoder maps each name d<k> to one
+    int32_t nr_devs
+    int32_t cap_devs
+    mmu_event_t *drained    # events handed out by `devents` ops, until the API decodes them
+    int32_t nr_drained
+    int32_t cap_drained
     int32_t mutant          # MUTANT_* (0: faithful)

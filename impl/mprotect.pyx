@@ -5,6 +5,10 @@
 # (can_change_pte_writable); shared (shmem) mappings follow the prot directly. A
 # hole stops the walk with ENOMEM, keeping the pieces already changed. A range whose
 # byte end wraps (vpn+N > 2^52) is ENOMEM up front; TASK_SIZE itself is not checked.
+# A piece whose prot does not change is left alone (mprotect_fixup returns early); a
+# changing one fires PROTECTION_VMA first, where page tables exist (change_pud_range,
+# see _notify_protection_vma). Device-exclusive entries are left as they are (6.15+:
+# no write bit to take away).
 
 
 ctypedef struct prot_ctx_t:
@@ -28,6 +32,9 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
     cdef int64_t i = next_used(table, vpn & TABLE_MASK, end)
     while i < end:
         pte = table[i]
+        if not pte_present(pte):                 # a DX entry: newpte == oldpte
+            i = next_used(table, i + 1, end)
+            continue
         if c.shared:
             pte = pte_mkwrite(pte) if rw else pte_wrprotect(pte)
         else:
@@ -38,6 +45,28 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
                     pte = pte_mkwrite(pte)
         table[i] = pte
         i = next_used(table, i + 1, end)
+
+
+cdef void _notify_protection_vma(machine_t *m, mm_t *mm, int64_t start,
+                                 int64_t end) noexcept nogil:
+    """change_protection's MMU_NOTIFY_PROTECTION_VMA for the piece [start, end).
+    change_pud_range (6.12+) runs once per PGD entry (512 GiB: 2^27 pages) of the range
+    and starts the notifier at the first PUD entry (1 GiB slot: 2^18 pages) that is not
+    none, over [that address, end of the PGD chunk's part). The kernel's test is a PMD
+    table under the PUD entry; the model's (device.md erratum 5) is "the slot holds an
+    entry of the process", anywhere in the slot, also outside the piece."""
+    cdef int64_t a = start, b, first, slot
+    if mm.nr_subs == 0:
+        return                                   # nobody listens: skip the table search
+    while a < end:
+        b = min(end, ((a >> PGDIR_SHIFT) + 1) << PGDIR_SHIFT)
+        first = pte_first_used(mm.pgd, (a >> PUD_SHIFT) << PUD_SHIFT,
+                               (((b - 1) >> PUD_SHIFT) + 1) << PUD_SHIFT)
+        if first >= 0:
+            slot = (first >> PUD_SHIFT) << PUD_SHIFT
+            mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_PROTECTION_VMA, max(a, slot), b,
+                                          NO_OWNER)
+        a = b
 
 
 cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
@@ -72,6 +101,7 @@ cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcep
         if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
             return
         if mm.vmas[idx].prot != prot:            # mprotect_fixup: newflags == oldflags -> 0
+            _notify_protection_vma(m, mm, mm.vmas[idx].start, mm.vmas[idx].end)
             mm.vmas[idx].prot = prot
             change_protection(m, mm, &mm.vmas[idx])
         if mm.vmas[idx].end >= end:

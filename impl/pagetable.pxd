@@ -4,8 +4,9 @@
 # Leaf (PTE) entry: _PAGE_* bits in 0..11, the pfn in bits 12..51 (pfn_pte).
 # Upper entry (pgd/pud/pmd): the next table's address | _PAGE_TABLE (pmd_populate).
 # A table is 512 entries preceded by a bitmap of its used entries (kmem.pxd).
-# An entry of 0 is none. Non-present nonzero leaves are reserved for swap and
-# device-exclusive entries (constants.pxi), which issue 3 never creates.
+# An entry of 0 is none. A non-present nonzero leaf is a device-exclusive entry
+# (the only swap-type entry the model creates; constants.pxi): it keeps the pfn in
+# bits 12..51 like a present entry, so pte_pfn() reads both.
 
 # Callback over one run of PTEs inside a single PTE table: ptep[0..n) map
 # vpn .. vpn+n-1 (mm_walk_ops.pte_entry, batched per table). Callbacks visit the
@@ -48,6 +49,22 @@ cdef inline uint64_t pte_mkdirty(uint64_t pte) noexcept nogil:
 
 cdef inline uint64_t pte_mkold(uint64_t pte) noexcept nogil:
     return pte & ~(<uint64_t>_PAGE_ACCESSED)
+
+# --- device-exclusive entries (include/linux/swapops.h; 6.15+: one non-writable type
+# that counts as a mapping: mapcount and reference stay with the entry)
+
+cdef inline bint is_device_exclusive_entry(uint64_t pte) noexcept nogil:
+    return (pte != 0 and not pte_present(pte)
+            and ((pte >> SWP_TYPE_SHIFT) & SWP_TYPE_MASK) == SWP_DEVICE_EXCLUSIVE)
+
+cdef inline uint64_t make_device_exclusive_entry(uint32_t pfn, bint soft_dirty) noexcept nogil:
+    """swp_entry_to_pte(make_device_exclusive_entry(pfn)) [+ pte_swp_mksoft_dirty]."""
+    return (((<uint64_t>pfn) << PTE_PFN_SHIFT)
+            | ((<uint64_t>SWP_DEVICE_EXCLUSIVE) << SWP_TYPE_SHIFT)
+            | (_PAGE_SWP_SOFT_DIRTY if soft_dirty else 0))
+
+cdef inline bint pte_swp_soft_dirty(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_SWP_SOFT_DIRTY) != 0
 
 cdef inline uint64_t *entry_table(uint64_t entry) noexcept nogil:
     """The next-level table an upper entry points to (pmd_page_vaddr)."""
@@ -113,3 +130,4 @@ cdef int64_t walk_pte_runs(uint64_t *pgd, int64_t start, int64_t end,
 cdef void free_pgtables(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end) noexcept nogil
 cdef void pgd_free_all(uint64_t *pgd, kmem_t *k) noexcept nogil
 cdef int64_t pgtable_count(uint64_t *pgd) noexcept nogil
+cdef int64_t pte_first_used(uint64_t *pgd, int64_t start, int64_t end) noexcept nogil

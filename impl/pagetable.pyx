@@ -121,3 +121,39 @@ cdef int64_t _table_count(uint64_t *table, int level) noexcept nogil:
 cdef int64_t pgtable_count(uint64_t *pgd) noexcept nogil:
     """Number of page-table pages under pgd, pgd included (for memory reports)."""
     return _table_count(pgd, 3)
+
+
+cdef int64_t _first_used_level(uint64_t *table, int shift, int64_t base, int64_t start,
+                               int64_t end) noexcept nogil:
+    """The first vpn of [start, end) with a non-none PTE below the upper table `table`
+    (index bits from `shift`, mapping vpns from `base`), -1 if none. Empty tables left
+    by zaps are descended and passed over."""
+    cdef int64_t span = (<int64_t>1) << shift
+    cdef int64_t last = (end - 1 - base) >> shift
+    cdef int64_t i = next_used(table, (start - base) >> shift, last + 1)
+    cdef int64_t b, lo, hi, j
+    cdef uint64_t *child
+    while i <= last:
+        b = base + i * span
+        lo = max(start, b)
+        hi = min(end, b + span)
+        child = entry_table(table[i])
+        if shift == PMD_SHIFT:                   # child is a PTE table
+            j = next_used(child, lo - b, hi - b)
+            if j < hi - b:
+                return b + j
+        else:
+            j = _first_used_level(child, shift - PMD_SHIFT, b, lo, hi)
+            if j >= 0:
+                return j
+        i = next_used(table, i + 1, last + 1)
+    return -1
+
+
+cdef int64_t pte_first_used(uint64_t *pgd, int64_t start, int64_t end) noexcept nogil:
+    """The first vpn in [start, end) holding any entry (present or not), -1 if none."""
+    if end > PGTABLE_SPAN:
+        end = PGTABLE_SPAN
+    if start >= end:
+        return -1
+    return _first_used_level(pgd, PGDIR_SHIFT, 0, start, end)

@@ -13,6 +13,11 @@
 #   OP_PIN       a0 vpn, a1 npages, a2 GUP_WRITE|GUP_LONGTERM bits (gup.pyx)
 #   OP_POKE      a0 vpn, a1 value    OP_UNPIN  a0 handle k of "h{k}"
 #   OP_PREAD     a0 handle, a1 index OP_PWRITE a0 handle, a1 index, a2 value
+#   OP_MIRROR    a0 dev, a1 vpn, a2 npages      OP_UNMIRROR a0 subscription k of "m{k}"
+#   OP_DREAD     a0 dev, a1 vpn      OP_DWRITE a0 dev, a1 vpn, a2 value
+#   OP_DEXCL     a0 dev, a1 vpn      OP_DATOMIC a0 dev, a1 vpn, a2 add (uint64 bits)
+#   OP_DEVENTS   a0 dev              OP_LOCK / OP_UNLOCK a0 vpn
+#   (dev: the device slot index the encoder gave the name d<k>)
 
 ctypedef struct mm_op_t:
     int32_t code        # OP_*

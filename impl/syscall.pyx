@@ -3,7 +3,7 @@
 #
 # Rules: an op naming an exited (or never created) process returns ESRCH before
 # anything else; ops no model rule covers yet are encoded as OP_ENOSYS. Pins and
-# poke live in gup.pyx.
+# poke live in gup.pyx, the device ops in hmm.pyx.
 
 
 cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil:
@@ -19,6 +19,7 @@ cdef int32_t _proc_add(machine_t *m, mm_t *mm) noexcept nogil:
                                            sizeof(mm_t *), 8) < 0:
         return -1
     m.procs[m.nr_procs] = mm
+    mm.pid = m.nr_procs
     m.nr_procs += 1
     return m.nr_procs - 1
 
@@ -45,7 +46,7 @@ cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept no
         res_set(r, RES_SIGNAL, SIGSEGV)          # do_user_addr_fault: bad_area / access_error
         return
     ptep = pte_offset_map(mm.pgd, vpn)
-    if ptep == NULL or ptep[0] == 0:
+    if ptep == NULL or not pte_present(ptep[0]):    # none, or a DX entry to restore
         ptep = fault_in(m, mm, idx, vpn, 0, r)
         if ptep == NULL:
             return
@@ -54,27 +55,43 @@ cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept no
 
 cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
                     mm_res_t *r) noexcept nogil:
-    """CPU store: needs an rw VMA; a missing or read-only entry faults first."""
+    """CPU store: needs an rw VMA; a missing or read-only entry faults first (a DX
+    entry: the fault restores it, and the store is retried on the restored entry)."""
     cdef int32_t idx = find_vma(mm, vpn)
     cdef uint64_t *ptep
+    cdef int tries
     if idx < 0 or mm.vmas[idx].prot != PROT_RW:
         res_set(r, RES_SIGNAL, SIGSEGV)
         return
     ptep = pte_offset_map(mm.pgd, vpn)
-    if ptep == NULL or not pte_write(ptep[0]):
+    for tries in range(3):
+        if ptep != NULL and pte_write(ptep[0]):  # never true for none or DX entries
+            break
         ptep = fault_in(m, mm, idx, vpn, FAULT_FLAG_WRITE, r)
         if ptep == NULL:
             return
     else:
-        ptep[0] = pte_mkdirty(ptep[0])           # the hardware sets dirty on a store
+        m.kmem.oom = 1                           # a model bug: report it, never loop
+        return
+    ptep[0] = pte_mkdirty(ptep[0])               # the hardware sets dirty on a store
     pfn_folio(&m.mem, pte_pfn(ptep[0])).value = value
     res_set(r, RES_OK, 0)
 
 
 cdef void sys_fork(machine_t *m, mm_t *mm, mm_res_t *r) noexcept nogil:
-    cdef mm_t *child = dup_mmap(m, mm)
+    """fork: dup_mmap; when it fails (ENOMEM: a locked device-exclusive folio) the
+    child is torn down (mmput -> exit_mmap) and gets no name; what the parent's
+    address space went through stays."""
+    cdef int err = 0
+    cdef mm_t *child = dup_mmap(m, mm, &err)
     cdef int32_t k
     if child == NULL:
+        return
+    if err:
+        exit_mmap(m, child)
+        kfree(&m.kmem, child, sizeof(mm_t))
+        if not m.kmem.oom:
+            res_set(r, RES_ERRNO, <uint64_t>err)
         return
     k = _proc_add(m, child)
     if k < 0 or m.kmem.oom:
@@ -148,9 +165,18 @@ cdef uint64_t entry_state(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
 
 
 cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
-    """STATE_* code of a present entry: kind (zero/anon/file) and the reported bits."""
+    """STATE_* code of a non-none entry: kind (zero/anon/file/devexcl) and the reported
+    bits. A device-exclusive entry is never writable or dirty; it reports the
+    soft-dirty bit it carries and PageAnonExclusive of its page."""
     cdef uint64_t code
     cdef folio_t *folio
+    if not pte_present(pte):
+        code = ENTRY_DEVEXCL
+        if pte_swp_soft_dirty(pte):
+            code |= STATE_SOFT_DIRTY
+        if pfn_folio(&m.mem, pte_pfn(pte)).flags & PG_anon_exclusive:
+            code |= STATE_EXCL
+        return code
     if pte_special(pte):
         code = ENTRY_ZERO
     else:
@@ -171,7 +197,8 @@ cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
 
 
 cdef int64_t _frame_at(mm_t *mm, int64_t vpn) noexcept nogil:
-    """The pfn mapped at vpn now, -1 for none (never faults)."""
+    """The pfn mapped at vpn now (present or device-exclusive entry), -1 for none
+    (never faults)."""
     cdef uint64_t *ptep
     if find_vma(mm, vpn) < 0:
         return -1
@@ -179,6 +206,37 @@ cdef int64_t _frame_at(mm_t *mm, int64_t vpn) noexcept nogil:
     if ptep == NULL or ptep[0] == 0:
         return -1
     return pte_pfn(ptep[0])
+
+
+cdef folio_t *_folio_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
+    """The folio mapped at vpn (present or DX entry), NULL for none or the zero page."""
+    cdef int64_t pfn = _frame_at(mm, vpn)
+    if pfn <= 0:
+        return NULL
+    return pfn_folio(&m.mem, <uint32_t>pfn)
+
+
+cdef void sys_lock(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
+    """`lock`: take the folio lock of the page mapped at vpn for the caller (the way a
+    driver holds it between make_device_exclusive and folio_unlock). No frame -> EFAULT,
+    already locked -> EBUSY."""
+    cdef folio_t *folio = _folio_at(m, mm, vpn)
+    if folio == NULL:
+        res_set(r, RES_ERRNO, EFAULT)
+    elif not folio_trylock(folio):
+        res_set(r, RES_ERRNO, EBUSY)
+    else:
+        res_set(r, RES_OK, 0)
+
+
+cdef void sys_unlock(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
+    """`unlock`: folio_unlock of the page mapped at vpn; no frame or not locked -> EINVAL."""
+    cdef folio_t *folio = _folio_at(m, mm, vpn)
+    if folio == NULL or not folio_test_locked(folio):
+        res_set(r, RES_ERRNO, EINVAL)
+    else:
+        folio_unlock(folio)
+        res_set(r, RES_OK, 0)
 
 
 cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
@@ -245,6 +303,22 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         else:
             pfn_folio(&m.mem, h.pfns[op.a1]).value = <uint64_t>op.a2
             res_set(r, RES_OK, 0)
+    elif op.code == OP_MIRROR:
+        sys_mirror(m, mm, <int32_t>op.a0, op.a1, op.a2, r)
+    elif op.code == OP_UNMIRROR:
+        sys_unmirror(m, op.a0, r)
+    elif op.code == OP_DREAD or op.code == OP_DWRITE:
+        sys_daccess(m, mm, <int32_t>op.a0, op.a1, op.code == OP_DWRITE, <uint64_t>op.a2, r)
+    elif op.code == OP_DEXCL:
+        sys_dexcl(m, mm, <int32_t>op.a0, op.a1, r)
+    elif op.code == OP_DATOMIC:
+        sys_datomic(m, mm, <int32_t>op.a0, op.a1, <uint64_t>op.a2, r)
+    elif op.code == OP_DEVENTS:
+        sys_devents(m, <int32_t>op.a0, r)
+    elif op.code == OP_LOCK:
+        sys_lock(m, mm, op.a0, r)
+    elif op.code == OP_UNLOCK:
+        sys_unlock(m, mm, op.a0, r)
 
 
 cdef int64_t run_ops(machine_t *m, mm_op_t *ops, mm_res_t *res, int64_t n) noexcept nogil:

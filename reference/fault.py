@@ -28,6 +28,7 @@ from typing import Optional
 from .folio import ZERO_PAGE, Folio, folio_alloc_anon
 from .mm import Mm
 from .mprotect import can_change_pte_writable
+from .swap import SwapSlot, folio_free_swap, swap_cache_add, swap_cache_del
 from .pagetable import Pte
 from .results import Signal
 from .vma import Vma, anon_vma_prepare
@@ -71,7 +72,12 @@ def handle_pte_fault(mm: Mm, i: int, vpn: int, write: bool,
     vma = mm.vmas[i]
     pte = mm.ptes.get(vpn)
     if pte is not None and pte.devexcl:
-        remove_device_exclusive_entry(mm, vma, vpn, pte)   # do_swap_page
+        # do_swap_page returns after the restore: the access is retried (a FOLL_FORCE
+        # write then follows the read-only exclusive page without another fault)
+        remove_device_exclusive_entry(mm, vma, vpn, pte)
+        return None
+    if pte is not None and pte.swap is not None:
+        pte = do_swap_page(mm, vma, vpn, pte, write)
     if pte is None:
         if vma.is_anon:
             do_anonymous_page(mm, i, vpn, write)
@@ -154,29 +160,68 @@ def do_cow_fault(mm: Mm, i: int, vpn: int) -> None:
     mm.set_pte(vpn, pte)
 
 
+def do_swap_page(mm: Mm, vma: Vma, vpn: int, old: Pte, write: bool) -> Pte:
+    """Swap in a swap entry (zram: SWP_SYNCHRONOUS_IO) and map it.
+
+    The folio: the swap-cache one; else, for the last reference, a fresh folio kept out
+    of the swap cache (certainly exclusive); else a new swap-cache folio. Exclusive
+    (AnonExclusive, writable with VM_WRITE, dirty for a write) when the entry says so,
+    the folio is fresh, or nothing else references it (should_try_to_free_swap may drop
+    the cache reference first on a write fault); otherwise read-only and shared.
+    """
+    slot = old.swap
+    assert isinstance(slot, SwapSlot)
+    if slot.cache is not None:
+        folio, exclusive = slot.cache, old.swp_exclusive
+    elif slot.count == 1:
+        folio, exclusive = Folio(anon=True, value=slot.value), True
+    else:
+        folio, exclusive = Folio(anon=True, value=slot.value), old.swp_exclusive
+        swap_cache_add(slot, folio)
+    slot.count -= 1                                    # swap_free_nr
+    if folio.swap_slot is not None and write and folio.refcount == 1 and slot.count == 0:
+        swap_cache_del(folio)                          # should_try_to_free_swap
+    sole = folio.refcount == 0                         # our reference will be the only one
+    pte = Pte(folio, soft_dirty=old.soft_dirty)
+    del mm.ptes[vpn]
+    mm.set_pte(vpn, pte)
+    if not folio.ksm and (exclusive or sole):
+        folio.anon_exclusive = True                    # RMAP_EXCLUSIVE
+        if vma.prot.write:
+            pte.writable = True
+            if write:
+                pte.mkdirty()
+    return pte
+
+
 def remove_device_exclusive_entry(mm: Mm, vma: Vma, vpn: int, pte: Pte) -> None:
-    """A fault on a device-exclusive entry: EXCLUSIVE invalidation with no owner (every
-    device loses access), then restore_exclusive_pte. (The kernel waits for the folio
-    lock here; sequential ops cannot wait, so a `lock` held on it is not consulted.)"""
-    mm.notify("exclusive", vpn, vpn + 1, None)
+    """A fault on a device-exclusive entry: a CLEAR invalidation with no owner (6.15+;
+    every device loses access), then restore_exclusive_pte. (The kernel waits for the
+    folio lock here; sequential ops cannot wait, so a `lock` held on it is not consulted.)"""
+    mm.notify("clear", vpn, vpn + 1, None)
     restore_exclusive_pte(vma, pte)
 
 
 def restore_exclusive_pte(vma: Vma, pte: Pte) -> None:
-    """The present entry again (6.15+): soft-dirty kept; writable, and dirty if the folio
-    was, only with VM_WRITE and can_change_pte_writable; else read-only and clean."""
+    """The present entry again (6.15+): soft-dirty kept; with VM_WRITE and
+    can_change_pte_writable writable and dirty (the folio is dirty: the FOLL_WRITE GUP
+    of make_device_exclusive marked it), else read-only and clean."""
     pte.devexcl = False
     if vma.prot.write and can_change_pte_writable(vma, pte):
-        if pte.folio_dirty:
-            pte.mkdirty()
+        pte.mkdirty()
         pte.writable = True
-    pte.folio_dirty = False
 
 
 def wp_can_reuse_anon_folio(folio: Folio) -> bool:
-    """Order-0 rule: reuse iff the only reference is this PTE (refcount == 1) and
-    folio_trylock succeeds (a `lock` held on it makes the write copy)."""
-    return folio.refcount == 1 and not folio.locked
+    """Order-0 rule: never a KSM page; no references besides this PTE and the swap cache;
+    folio_trylock succeeds (a `lock` held on it makes the write copy); the swap cache
+    is left when no swap entry needs it (folio_free_swap); then refcount == 1."""
+    in_cache = 1 if folio.swap_slot is not None else 0
+    if folio.ksm or folio.refcount > 1 + in_cache or folio.locked:
+        return False
+    if in_cache:
+        folio_free_swap(folio)
+    return folio.refcount == 1
 
 
 def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte, unshare: bool = False) -> None:
@@ -217,8 +262,12 @@ def wp_page_copy(mm: Mm, i: int, vpn: int, old: Pte, unshare: bool = False) -> N
 
 
 def populate_fault(mm: Mm, vpn: int, write: bool) -> Optional[Signal]:
-    """GUP's faultin step: fault only if the entry is missing or (write) read-only."""
-    pte = mm.ptes.get(vpn)
-    if pte is not None and not pte.devexcl and (pte.writable or not write):
-        return None
-    return handle_mm_fault(mm, vpn, write)
+    """GUP's faultin step: fault until the entry is present and (write) writable."""
+    for _ in range(4):              # each fault makes the next check succeed
+        pte = mm.ptes.get(vpn)
+        if pte is not None and pte.present and (pte.writable or not write):
+            return None
+        sig = handle_mm_fault(mm, vpn, write)
+        if sig is not None:
+            return sig
+    raise AssertionError(f"populate at {vpn:#x} did not settle after 4 faults")

@@ -25,6 +25,9 @@ class Folio:
     anon_exclusive: bool = False
     mapping: Optional[object] = None   # the ShmemFile whose page cache holds it
     locked: bool = False               # PG_locked, held by a `lock` op
+    ksm: bool = False                  # folio_test_ksm: a merged page (never exclusive)
+    dirty: bool = False                # PG_dirty: stored to since it was read in
+    swap_slot: Optional[object] = None  # the SwapSlot whose swap cache holds it (+1 ref)
     index: int = 0                     # pgoff in `mapping`
 
     def __repr__(self) -> str:
@@ -52,6 +55,13 @@ def folio_alloc_anon(value: int = 0) -> Folio:
     The caller maps it, which takes the PTE's reference and mapcount.
     """
     return Folio(anon=True, value=value, anon_exclusive=True)
+
+
+def folio_store(folio: Folio, value: int) -> None:
+    """Every store into a page (CPU, write(2), /proc/pid/mem, DMA) dirties the folio
+    (set_page_dirty / folio_mark_dirty / the PTE dirty bit moved at unmap)."""
+    folio.value = value & ((1 << 64) - 1)
+    folio.dirty = True
 
 
 def folio_get(folio: Folio) -> None:

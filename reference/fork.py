@@ -12,7 +12,8 @@ pinned (folio_needs_cow_for_dma) is never shared: the child gets a copy now
 copy_page_range of a COW mapping first fires a PROTECTION_PAGE invalidation over
 the parent VMA. A device-exclusive entry is restored in the parent first
 (try_restore_exclusive_pte, no event of its own) and then copied as present; if
-its folio is locked the trylock fails and fork fails with EBUSY.
+its folio is locked the trylock fails (-EBUSY) and fork fails with ENOMEM
+(copy_pmd_range turns any copy_pte_range failure into -ENOMEM).
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def copy_present_pte(src: Mm, src_vma: Vma, pte: Pte) -> Pte:
 
 def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
     """dup_mmap: copy the parent's VMAs (minus VM_DONTCOPY) and, per copy_page_range, entries.
-    Return EBUSY when a device-exclusive entry's folio is locked (the caller discards the
-    child; what was done to the parent so far stays)."""
+    Return ENOMEM when a device-exclusive entry's folio is locked (the caller discards
+    the child; what was done to the parent so far stays)."""
     for vma in parent.vmas:
         if vma.dontfork:
             continue
@@ -83,10 +84,15 @@ def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
         parent.notify("protection_page", vma.start, vma.end, None)   # is_cow_mapping
         for vpn in parent.vpns_in(vma.start, vma.end):
             pte = parent.ptes[vpn]
+            if pte.swap is not None:                   # copy_nonpresent_pte: swap_duplicate
+                pte.swp_exclusive = False              # the entry is shared now
+                pte.swap.count += 1
+                child.set_swap_pte(vpn, replace(pte))
+                continue
             if pte.devexcl:                            # copy_nonpresent_pte
                 assert isinstance(pte.page, Folio)
                 if pte.page.locked:
-                    return Errno.EBUSY                 # try_restore_exclusive_pte: trylock
+                    return Errno.ENOMEM                # try_restore_exclusive_pte: -EBUSY
                 restore_exclusive_pte(vma, pte)
             child.set_pte(vpn, copy_present_pte(parent, vma, pte))
     return None

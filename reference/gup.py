@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from .fault import handle_pte_fault
-from .folio import Folio, ZeroPage, folio_get, folio_put
+from .folio import Folio, ZeroPage, folio_get, folio_put, folio_store
 from .mm import Mm
-from .ops import U64_MASK
 from .pagetable import Pte
 from .results import Errno
 from .vma import Vma
@@ -82,7 +81,7 @@ def follow_page(mm: Mm, i: int, vpn: int, write: bool, force: bool, pin: bool,
     vma = mm.vmas[i]
     for _ in range(4):              # each fault makes the next follow succeed
         pte = mm.ptes.get(vpn)
-        if pte is None or pte.devexcl or (write and not can_follow_write_pte(pte, vma, force)):
+        if pte is None or not pte.present or (write and not can_follow_write_pte(pte, vma, force)):
             if handle_pte_fault(mm, i, vpn, write) is not None:
                 return Errno.EFAULT           # VM_FAULT_SIGBUS -> -EFAULT
             continue
@@ -148,5 +147,5 @@ def poke(mm: Mm, vpn: int, value: int) -> Optional[Errno]:
     if isinstance(page, Errno):
         return Errno.EIO
     assert isinstance(page, Folio), f"FOLL_WRITE followed the zero page at {vpn:#x}"
-    page.value = value & U64_MASK            # copy_to_user_page + set_page_dirty_lock
+    folio_store(page, value)                 # copy_to_user_page + set_page_dirty_lock
     return None

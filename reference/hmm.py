@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Union
 
 from .fault import handle_pte_fault
-from .folio import Folio, ZeroPage
+from .folio import Folio, ZeroPage, folio_store
 from .gup import get_user_page
 from .mm import Mm
 from .notifier import Notifiers
-from .ops import U64_MASK
 from .results import Errno
 
 Page = Union[Folio, ZeroPage]
@@ -30,14 +29,15 @@ def hmm_range_fault(mm: Mm, vpn: int, write: bool) -> Union[tuple[Page, str], Er
     i = mm.find_vma_index(vpn)
     if i is None or not mm.vmas[i].prot.read:
         return Errno.EFAULT
-    pte = mm.ptes.get(vpn)
-    if pte is None or pte.devexcl or (write and not pte.writable):
+    for _ in range(4):              # hmm_range_fault retries the walk after each fault
+        pte = mm.ptes.get(vpn)
+        if pte is not None and pte.present and (pte.writable or not write):
+            return pte.page, "rw" if pte.writable else "r"
         if write and not mm.vmas[i].prot.write:
             return Errno.EPERM
         if handle_pte_fault(mm, i, vpn, write) is not None:
             return Errno.EFAULT
-        pte = mm.ptes[vpn]
-    return pte.page, "rw" if pte.writable else "r"
+    raise AssertionError(f"hmm_range_fault at {vpn:#x} did not settle after 4 faults")
 
 
 def make_device_exclusive(mm: Mm, vpn: int, owner: str) -> Union[Folio, Errno]:
@@ -56,7 +56,7 @@ def make_device_exclusive(mm: Mm, vpn: int, owner: str) -> Union[Folio, Errno]:
     pte = mm.ptes[vpn]
     assert pte.writable and pte.page is page, f"exclusive conversion of {pte!r}"
     # ptep_clear_flush: the dirty bit goes to the folio; soft-dirty kept in the entry
-    pte.folio_dirty, pte.dirty, pte.writable, pte.devexcl = pte.dirty, False, False, True
+    pte.dirty, pte.writable, pte.devexcl = False, False, True
     return page
 
 
@@ -100,7 +100,7 @@ class DeviceOps:
             d.mirror[(proc, vpn)] = entry = got
         page = entry[0]
         assert isinstance(page, Folio), f"device write into {page!r}"
-        page.value = val & U64_MASK
+        folio_store(page, val)
         return None
 
     def exclusive(self, dev: str, proc: str, vpn: int) -> Union[Folio, Errno]:
@@ -126,5 +126,5 @@ class DeviceOps:
             page = got
         assert isinstance(page, Folio)
         old = page.value
-        page.value = (old + add) & U64_MASK
+        folio_store(page, old + add)
         return old

@@ -14,19 +14,21 @@ from typing import Callable, Optional, Union
 from . import ops as O
 from .api import InvariantError
 from .fault import handle_mm_fault
-from .folio import Folio, ZeroPage
+from .folio import Folio, ZeroPage, folio_store
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
 from .hmm import DeviceOps
+from .ksm import ksm_scan
 from .notifier import Notifiers
 from .madvise import do_madvise
 from .mm import Mm
-from .mmap import do_mmap, do_munmap, do_munmap_range
+from .mmap import do_mmap, do_munmap, exit_mmap
 from .mprotect import do_mprotect
 from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
 from .shmem import ShmemFile
+from .swap import SwapSlot
 from .state import (NONE_PAGE, ZERO_KEY, DeviceView, FrameView, ProcView, RawSnapshot,
-                    SubView, VmaView, event_sort_key)
+                    SlotView, SubView, VmaView, event_sort_key)
 
 _Ret = Union[None, Errno]
 
@@ -56,6 +58,7 @@ class ReferenceMachine:
             O.Mirror: self._mirror, O.Unmirror: self._unmirror, O.DevRead: self._dread,
             O.DevWrite: self._dwrite, O.DevExclusive: self._dexcl, O.DevAtomic: self._datomic,
             O.DevEvents: self._devents, O.Lock: self._lock, O.Unlock: self._unlock,
+            # TEMPORARY: O.KsmScan: self._ksm_scan, once the impl has KSM
         }
 
     def _new_mm(self, pname: str) -> Mm:
@@ -64,6 +67,7 @@ class ReferenceMachine:
         notifiers = self.notifiers
         mm.notify = lambda kind, start, end, owner: notifiers.invalidate(
             pname, kind, start, end, owner)
+        mm.watched = lambda: any(s.proc == pname for s in notifiers.subs.values())
         return mm
 
     # --- the contract ----------------------------------------------------------------
@@ -111,18 +115,25 @@ class ReferenceMachine:
             snap.subs[sname] = SubView(sub.dev, sub.proc, sub.start, sub.end, sub.seq)
         for fname, f in self.files.items():
             snap.files[fname] = {pgoff: folio for pgoff, folio in f.pages.items()}
-            for folio in f.pages.values():
-                self._note_frame(snap, folio)
+            snap.files[fname].update(f.swapped)
+            for key in snap.files[fname].values():
+                self._note_frame(snap, key)
         return snap
 
-    @staticmethod
-    def _note_frame(snap: RawSnapshot, key) -> None:
+    @classmethod
+    def _note_frame(cls, snap: RawSnapshot, key) -> None:
+        """Record the view of a frame key (a folio) or a swap slot (and its cache folio)."""
         if isinstance(key, Folio):
-            snap.frames[key] = FrameView(key.mapcount, key.pincount, key.value, key.locked)
+            snap.frames[key] = FrameView(key.mapcount, key.pincount, key.value, key.locked,
+                                         key.ksm)
+        elif isinstance(key, SwapSlot):
+            snap.slots[key] = SlotView(key.count, key.value, key.cache)
+            cls._note_frame(snap, key.cache)
 
     def check_invariants(self) -> None:
         refs: dict[Folio, int] = {}
         maps: dict[Folio, int] = {}
+        slot_refs: dict[SwapSlot, int] = {}
         for pname, mm in self.procs.items():
             # VMAs sorted, non-empty, non-overlapping
             for a, b in zip(mm.vmas, mm.vmas[1:]):
@@ -133,6 +144,9 @@ class ReferenceMachine:
                 vma = mm.find_vma(vpn)
                 if vma is None:
                     raise InvariantError(f"{pname}: entry at {vpn:#x} outside every VMA")
+                if pte.swap is not None:
+                    slot_refs[pte.swap] = slot_refs.get(pte.swap, 0) + 1
+                    continue
                 if pte.is_zero:
                     if pte.writable:
                         raise InvariantError(f"{pname}: zero page mapped writable at {vpn:#x}")
@@ -143,11 +157,29 @@ class ReferenceMachine:
                 if page.anon and pte.writable and not page.anon_exclusive:
                     raise InvariantError(f"{pname}: writable anon PTE at {vpn:#x} maps a "
                                          f"non-exclusive page {page!r}")
+                if page.ksm and page.anon_exclusive:
+                    raise InvariantError(f"{pname}: KSM page marked exclusive at {vpn:#x}")
                 maps[page] = maps.get(page, 0) + 1
                 refs[page] = refs.get(page, 0) + 1
         for f in self._all_files():
             for folio in f.pages.values():
                 refs[folio] = refs.get(folio, 0) + 1
+            for slot in f.swapped.values():
+                slot_refs[slot] = slot_refs.get(slot, 0) + 1
+        for slot, n in slot_refs.items():
+            # swap_map count == entries referencing the slot; the cache link is mutual
+            if slot.count != n:
+                raise InvariantError(f"swap count {slot.count:#x} != {n:#x} entries: {slot!r}")
+            if slot.cache is not None:
+                if slot.cache.swap_slot is not slot:
+                    raise InvariantError(f"swap cache link broken: {slot!r}")
+                refs.setdefault(slot.cache, 0)
+        for page in list(refs):
+            if page.swap_slot is not None:
+                refs[page] += 1                                   # the swap cache's reference
+                if page.swap_slot.cache is not page:
+                    raise InvariantError(f"folio claims a swap slot that caches another: "
+                                         f"{page!r}")
         pins: dict[Folio, int] = {}
         for hname, h in self.pins.items():
             for page in h.pages:
@@ -169,7 +201,7 @@ class ReferenceMachine:
             if page.mapcount != n:
                 raise InvariantError(f"mapcount {page.mapcount:#x} != {n:#x} PTEs: {page!r}")
         for page, n in refs.items():
-            # refcount = PTE mappings + page cache + pins
+            # refcount = PTE mappings + page cache + swap cache + pins
             if page.refcount != n + page.pincount:
                 raise InvariantError(f"refcount {page.refcount:#x} != {n:#x} refs: {page!r}")
 
@@ -242,11 +274,13 @@ class ReferenceMachine:
     def _write(self, op: O.Write) -> Result:
         mm = self.procs[op.proc]
         sig = handle_mm_fault(mm, op.vpn, write=True)
+        if sig is None and not mm.ptes[op.vpn].writable:
+            sig = handle_mm_fault(mm, op.vpn, write=True)   # the store retried after a restore
         if sig is not None:
             return signal(sig)
         pte = mm.ptes[op.vpn]
         assert pte.writable and isinstance(pte.page, Folio), f"write fault left {pte!r}"
-        pte.page.value = op.value & O.U64_MASK
+        folio_store(pte.page, op.value)
         pte.mkdirty()
         return OK
 
@@ -255,7 +289,7 @@ class ReferenceMachine:
         child = self._new_mm(child_name)
         err = dup_mmap(self.procs[op.proc], child)
         if err is not None:
-            do_munmap_range(child, 0, O.TASK_SIZE_PAGES)   # the failed child's exit_mmap
+            exit_mmap(child)                               # the failed child's teardown
             self._free_dropped_objects(child.dropped_objects)
             return errno(err)                              # a failed fork creates no name
         self.nprocs += 1
@@ -263,8 +297,10 @@ class ReferenceMachine:
         return name(child_name)
 
     def _exit(self, op: O.Exit) -> Result:
-        mm = self.procs.pop(op.proc)
-        do_munmap_range(mm, 0, O.TASK_SIZE_PAGES)       # exit_mmap
+        mm = self.procs[op.proc]
+        self.notifiers.release(op.proc)                # mmu_notifier_release
+        del self.procs[op.proc]
+        exit_mmap(mm)
         self._free_dropped_objects(mm.dropped_objects)
         return OK
 
@@ -327,7 +363,7 @@ class ReferenceMachine:
             return errno(Errno.EPERM)                   # DMA write through a read-only pin
         page = h.pages[op.index]
         assert isinstance(page, Folio), f"a FOLL_WRITE pin holds the zero page: {op}"
-        page.value = op.value & O.U64_MASK
+        folio_store(page, op.value)
         return OK
 
     def _unpin(self, op: O.Unpin) -> Result:
@@ -339,6 +375,10 @@ class ReferenceMachine:
 
     def _poke(self, op: O.Poke) -> Result:
         return _status(poke(self.procs[op.proc], op.vpn, op.value))
+
+    def _ksm_scan(self, op: O.KsmScan) -> Result:
+        procs = [self.procs[p] for p in sorted(self.procs, key=lambda n: int(n[1:]))]
+        return value(ksm_scan(procs))
 
     def _mirror(self, op: O.Mirror) -> Result:
         r = self.notifiers.insert(op.dev, op.proc, op.vpn, op.npages)
@@ -395,5 +435,5 @@ class ReferenceMachine:
     def _same(self, op: O.Same) -> Result:
         a = self.procs[op.proc].ptes.get(op.vpn)
         b = self.procs[op.proc2].ptes.get(op.vpn2)
-        same = a is not None and b is not None and a.page is b.page
+        same = a is not None and b is not None and a.page is not None and a.page is b.page
         return text_result("yes" if same else "no")

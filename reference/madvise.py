@@ -4,21 +4,28 @@ Checked on Linux 6.18 (FACTS): len 0 -> 0; holes are skipped and the result is
 ENOMEM, the mapped parts still get the advice; an EINVAL from a VMA stops the
 walk. MADV_POPULATE_* walk page by page instead and stop at the first error:
 no VMA -> ENOMEM, PROT_NONE or a write to a read-only VMA -> EINVAL, SIGBUS ->
-EFAULT; the pages before it stay populated.
+EFAULT; the pages before it stay populated. MADV_PAGEOUT reclaims what the range
+maps (vmscan.py); MADV_MERGEABLE / MADV_UNMERGEABLE set or clear VM_MERGEABLE on
+private VMAs (ksm_madvise; shared ones are left alone), unmerging KSM pages first.
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from .fault import populate_fault
+from .ksm import break_ksm
 from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES, Advice
 from .results import Errno
 from .vma import Vma, merge_range
+from .vmscan import pageout_range
 
 # Advice values this issue models; the rest return ENOSYS in both models.
 SUPPORTED = frozenset({Advice.DONTNEED, Advice.DONTFORK, Advice.DOFORK, Advice.WIPEONFORK,
                        Advice.KEEPONFORK, Advice.POPULATE_READ, Advice.POPULATE_WRITE})
+# TEMPORARY: swap and KSM (vmscan.py, ksm.py) are enabled with the impl's version
+# Advice that only acts on the pages (no VMA flag changes: no split or merge).
+_PAGE_ONLY = frozenset({Advice.DONTNEED, Advice.PAGEOUT})
 
 
 def madvise_populate(mm: Mm, start: int, end: int, write: bool) -> Optional[Errno]:
@@ -49,6 +56,15 @@ def _vma_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> Opt
         vma.wipeonfork = True
     elif advice is Advice.KEEPONFORK:
         vma.wipeonfork = False
+    elif advice is Advice.PAGEOUT:
+        pageout_range(mm, start, end)                  # madvise_pageout
+    elif advice is Advice.MERGEABLE:
+        if not vma.shared:                             # vma_ksm_compatible
+            vma.mergeable = True
+    elif advice is Advice.UNMERGEABLE:
+        if vma.mergeable:                              # else: the advice is ignored
+            break_ksm(mm, start, end)
+            vma.mergeable = False
     return None
 
 
@@ -64,7 +80,7 @@ def do_madvise(mm: Mm, vpn: int, npages: int, advice: Advice) -> Optional[Errno]
     # Past TASK_SIZE is a hole like any other (ENOMEM after the walk).
     if advice in (Advice.POPULATE_READ, Advice.POPULATE_WRITE):
         return madvise_populate(mm, vpn, end, advice is Advice.POPULATE_WRITE)
-    changes_flags = advice is not Advice.DONTNEED
+    changes_flags = advice not in _PAGE_ONLY
     if changes_flags:
         mm.split_at(vpn)
         mm.split_at(end)

@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Optional
 from .folio import Folio, ZeroPage, folio_get, folio_put
 from .pagetable import Pte
 from .shmem import ShmemFile
+from .swap import free_swap_and_cache, free_swap_cache
 from .vma import Vma
 
 
@@ -33,6 +34,7 @@ class Mm:
         # mmu_notifier_invalidate_range_start(kind, start, end, owner): set by the machine
         # to the interval-notifier dispatch (notifier.py); a no-op without subscriptions
         self.notify: Callable[[str, int, int, Optional[str]], None] = _no_notifier
+        self.watched: Callable[[], bool] = lambda: False   # any live subscription?
 
     # --- VMAs -------------------------------------------------------------------
 
@@ -69,12 +71,24 @@ class Mm:
         self.ptes[vpn] = pte
 
     def zap_pte(self, vpn: int) -> None:
-        """zap_present_pte: drop the entry, its mapcount and its reference."""
+        """zap_present_pte: drop the entry, its mapcount and its reference (and the swap
+        cache's, for the last mapping: free_swap_cache); a swap entry drops its slot
+        reference (free_swap_and_cache)."""
         pte = self.ptes.pop(vpn, None)
         if pte is None or isinstance(pte.page, ZeroPage):
             return
+        if pte.swap is not None:
+            free_swap_and_cache(pte.swap)
+            return
+        assert isinstance(pte.page, Folio)
         pte.page.mapcount -= 1
+        free_swap_cache(pte.page)
         folio_put(pte.page)
+
+    def set_swap_pte(self, vpn: int, pte: Pte) -> None:
+        """set_pte_at of a swap entry: the caller accounted the slot reference."""
+        assert vpn not in self.ptes and pte.swap is not None
+        self.ptes[vpn] = pte
 
     def vpns_in(self, start: int, end: int) -> list[int]:
         """The vpns in [start, end) that have an entry, ascending."""

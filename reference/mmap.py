@@ -11,7 +11,8 @@ from typing import Optional, Union
 
 from .fault import populate_fault
 from .mm import Mm
-from .ops import FILE_LIMIT_PAGES, HPAGE_PMD_NR, MMAP_MIN_PAGES, TASK_SIZE_PAGES, MapFlag, Prot
+from .ops import (ADDR_LIMIT_PAGES, FILE_LIMIT_PAGES, HPAGE_PMD_NR, MMAP_MIN_PAGES,
+                  TASK_SIZE_PAGES, MapFlag, Prot)
 from .results import Errno
 from .shmem import ShmemFile
 from .vma import Vma, merge_range
@@ -51,6 +52,18 @@ def do_munmap_range(mm: Mm, start: int, end: int) -> None:
         else:
             kept.append(v)
     mm.vmas = kept
+
+
+def exit_mmap(mm: Mm) -> None:
+    """exit_mmap after mmu_notifier_release: one UNMAP invalidation over the whole
+    address space (unmap_vmas(..., 0, ULONG_MAX)) when there is a VMA, then zap it all."""
+    if mm.vmas:
+        mm.notify("unmap", 0, ADDR_LIMIT_PAGES, None)
+    mm.zap_range(0, TASK_SIZE_PAGES)
+    for v in mm.vmas:
+        if v.file is not None and v.file.name is None:
+            mm.dropped_objects.append(v.file)
+    mm.vmas = []
 
 
 def do_munmap(mm: Mm, vpn: int, npages: int) -> Optional[Errno]:

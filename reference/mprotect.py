@@ -27,6 +27,26 @@ def can_change_pte_writable(vma: Vma, pte: Pte) -> bool:
     return pte.dirty
 
 
+PUD_PAGES = 1 << 18                       # one PUD entry maps 1 GiB
+P4D_PAGES = 1 << 27                       # one P4D/PGD entry maps 512 GiB
+
+
+def notify_protection(mm: Mm, start: int, end: int) -> None:
+    """change_pud_range (6.12+) starts one PROTECTION_VMA invalidation per 512 GiB chunk,
+    at the first populated PUD slot, up to the chunk's end. A slot counts as populated
+    when the process has any entry in it (the kernel looks for a PMD table there)."""
+    if not mm.watched():
+        return                            # nobody subscribed: skip the slot scan
+    slots = sorted({vpn // PUD_PAGES for vpn in mm.ptes})
+    a = start
+    while a < end:
+        b = min(end, (a // P4D_PAGES + 1) * P4D_PAGES)
+        first = next((s for s in slots if a // PUD_PAGES <= s <= (b - 1) // PUD_PAGES), None)
+        if first is not None:
+            mm.notify("protection_vma", max(a, first * PUD_PAGES), b, None)
+        a = b
+
+
 def change_pte_range(mm: Mm, vma: Vma) -> None:
     """pte_modify(newprot) on every present PTE of the VMA, then MM_CP_TRY_CHANGE_WRITABLE.
 
@@ -35,8 +55,8 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
     """
     for vpn in mm.vpns_in(vma.start, vma.end):
         pte = mm.ptes[vpn]
-        if pte.devexcl:
-            continue                      # 6.15+: no write bit to take away; stays exclusive
+        if not pte.present:
+            continue                      # swap / device-exclusive (6.15+) entries stay
         pte.writable = vma.shared and vma.prot.write
         if not pte.writable and vma.prot.write and can_change_pte_writable(vma, pte):
             pte.writable = True
@@ -63,7 +83,7 @@ def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:
             err = Errno.ENOMEM            # a hole: stop, earlier pieces stay changed
             break
         if vma.prot != prot:              # mprotect_fixup: newflags == oldflags -> nothing
-            mm.notify("protection_vma", vma.start, vma.end, None)   # change_pmd_range
+            notify_protection(mm, vma.start, vma.end)
             vma.prot = prot
             change_pte_range(mm, vma)
         cursor = vma.end

@@ -79,15 +79,24 @@ class Notifiers:
                    owner: Optional[str]) -> None:
         """mmu_notifier_invalidate_range_start over [start, end) of proc."""
         for name, sub in self.subs.items():
-            if sub.proc != proc or sub.end <= start or end <= sub.start:
-                continue
-            s, e = max(start, sub.start), min(end, sub.end)
-            dev = self.device(sub.dev)
-            dev.events.append(event_text(name, kind, s, e, owner))
-            if kind == "exclusive" and owner == sub.dev:
-                continue                            # the owner's own conversion
-            sub.seq += 1                            # mmu_interval_set_seq
-            self._drop(dev, proc, s, e)
+            if sub.proc == proc and sub.start < end and start < sub.end:
+                self._deliver(name, sub, kind, max(start, sub.start), min(end, sub.end), owner)
+
+    def release(self, proc: str) -> None:
+        """mn_itree_release at exit: every subscription of proc gets RELEASE over it all."""
+        for name, sub in self.subs.items():
+            if sub.proc == proc:
+                self._deliver(name, sub, "release", sub.start, sub.end, None)
+
+    def _deliver(self, name: str, sub: Subscription, kind: str, s: int, e: int,
+                 owner: Optional[str]) -> None:
+        """The driver callback (dmirror_interval_invalidate / nouveau_svm)."""
+        dev = self.device(sub.dev)
+        dev.events.append(event_text(name, kind, s, e, owner))
+        if kind == "exclusive" and owner == sub.dev:
+            return                                  # the owner's own conversion
+        sub.seq += 1                                # mmu_interval_set_seq
+        self._drop(dev, sub.proc, s, e)
 
     @staticmethod
     def _drop(dev: Device, proc: str, start: int, end: int) -> None:

@@ -100,6 +100,16 @@ class FrameView:
     pincount: int
     value: int
     locked: bool = False        # the folio lock, held by a `lock` op
+    ksm: bool = False           # a KSM (merged) page
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """A swap slot: entries referencing it, the contents written out, the swap-cache frame."""
+
+    count: int
+    value: int
+    cache: Optional[Hashable]   # frame key of the swap-cache folio, or None
 
 
 @dataclass
@@ -154,6 +164,7 @@ class RawSnapshot:
     pins: dict[str, list[Hashable]] = field(default_factory=dict)     # handle -> frames pinned
     devices: dict[str, DeviceView] = field(default_factory=dict)      # devices with state
     subs: dict[str, SubView] = field(default_factory=dict)            # live subscriptions
+    slots: dict[Hashable, SlotView] = field(default_factory=dict)     # every referenced slot
     files: dict[str, dict[int, Hashable]] = field(default_factory=dict)  # file -> pgoff -> frame
 
 
@@ -170,12 +181,17 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
     names. Frames nothing references are not reported.
     """
     names: dict[Hashable, str] = {ZERO_KEY: "zero", HZERO_KEY: "hzero"}
+    counts = {"F": 0, "S": 0}
 
     def cname(key: Optional[Hashable]) -> str:
         if key is None:
             return "-"
         if key not in names:
-            names[key] = f"F{len(names) - 2}"
+            prefix = "S" if key in raw.slots else "F"
+            names[key] = f"{prefix}{counts[prefix]}"
+            counts[prefix] += 1
+            if prefix == "S":
+                cname(raw.slots[key].cache)     # a slot's cache frame is named right after it
         return names[key]
 
     out: dict[str, str] = {}
@@ -203,11 +219,16 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
     for key, cn in sorted(names.items(), key=lambda kv: _frame_order(kv[1])):
         if cn in ("zero", "hzero"):
             continue
+        if cn.startswith("S"):
+            sv = raw.slots[key]
+            out[f"slot {cn}"] = (f"count={sv.count} val={sv.value:#x} "
+                                 f"cache={names[sv.cache] if sv.cache is not None else '-'}")
+            continue
         fv = raw.frames[key]
         out[f"frame {cn}"] = (f"map={fv.mapcount} pin={fv.pincount} val={fv.value:#x}"
-                              + (" locked" if fv.locked else ""))
+                              + (" locked" if fv.locked else "") + (" ksm" if fv.ksm else ""))
     return out
 
 
 def _frame_order(cn: str) -> tuple[int, int]:
-    return (0, 0) if not cn.startswith("F") else (1, int(cn[1:]))
+    return (0, 0) if cn[0] not in "FS" else (1 if cn[0] == "F" else 2, int(cn[1:]))

@@ -45,6 +45,7 @@ class Vma:
     pgoff: int                     # file page of `start`; for private anon, start's vpn
     dontfork: bool = False         # VM_DONTCOPY (MADV_DONTFORK)
     wipeonfork: bool = False       # VM_WIPEONFORK
+    mergeable: bool = False        # VM_MERGEABLE (MADV_MERGEABLE: KSM may scan it)
     anon_vma: Optional[int] = None
     anon_vma_forked: bool = False  # anon_vma_chain not singular (anon_vma_fork)
 
@@ -61,7 +62,13 @@ class Vma:
         return self.pgoff + (vpn - self.start)
 
     def madvise_flags(self) -> tuple[str, ...]:
-        return tuple(w for w, on in (("dontfork", self.dontfork), ("wipeonfork", self.wipeonfork)) if on)
+        return tuple(w for w, on in (("dontfork", self.dontfork), ("mergeable", self.mergeable),
+                                     ("wipeonfork", self.wipeonfork)) if on)
+
+    def same_flags(self, other: "Vma") -> bool:
+        """The vm_flags besides the access bits agree (madvise state)."""
+        return (self.dontfork == other.dontfork and self.wipeonfork == other.wipeonfork
+                and self.mergeable == other.mergeable)
 
     def split(self, at: int) -> tuple["Vma", "Vma"]:
         """__split_vma: two VMAs with the same attributes (and anon_vma)."""
@@ -84,8 +91,7 @@ def can_merge(a: Vma, b: Vma) -> bool:
     """is_mergeable_vma + pgoff contiguity + is_mergeable_anon_vma for a directly below b."""
     return (a.end == b.start and a.prot == b.prot and a.shared == b.shared
             and a.file is b.file and b.pgoff == a.pgoff + (a.end - a.start)
-            and a.dontfork == b.dontfork and a.wipeonfork == b.wipeonfork
-            and _anon_vma_compatible_for_merge(a, b))
+            and a.same_flags(b) and _anon_vma_compatible_for_merge(a, b))
 
 
 def merge_range(vmas: list[Vma], start: int, end: int) -> list[Vma]:
@@ -105,8 +111,7 @@ def merge_range(vmas: list[Vma], start: int, end: int) -> list[Vma]:
 def _reusable_anon_vma(old: Vma, a: Vma, b: Vma) -> Optional[int]:
     """reusable_anon_vma: old's anon_vma if a/b are anon_vma_compatible and old's chain is singular."""
     compatible = (a.end == b.start and a.file is b.file and a.shared == b.shared
-                  and a.dontfork == b.dontfork and a.wipeonfork == b.wipeonfork
-                  and b.pgoff == a.pgoff + (b.start - a.start))
+                  and a.same_flags(b) and b.pgoff == a.pgoff + (b.start - a.start))
     if compatible and old.anon_vma is not None and not old.anon_vma_forked:
         return old.anon_vma
     return None

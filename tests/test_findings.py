@@ -16,8 +16,11 @@ from mmdiff.reference import ops
 from mmdiff.reference.results import ok
 
 MUTANT = "no_anon_exclusive_reuse"
-SHORT = ["mmap p0 0x100 1 rw private,anon", "write p0 0x100 1", "mprotect p0 0x100 1 rw"]
-LONG = SHORT[:2] + ["read p0 0x100", "mprotect p0 0x100 1 r", "mprotect p0 0x100 1 rw"]
+# mprotect r then rw: the mutant leaves the exclusive page read-only (mprotect to the
+# prot a VMA already has is a no-op, mprotect_fixup)
+SHORT = ["mmap p0 0x100 1 rw private,anon", "write p0 0x100 1", "mprotect p0 0x100 1 r",
+         "mprotect p0 0x100 1 rw"]
+LONG = SHORT[:2] + ["read p0 0x100", "write p0 0x100 2"] + SHORT[2:]
 
 
 def prog_of(lines) -> Prog:

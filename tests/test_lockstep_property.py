@@ -19,8 +19,12 @@ from mmdiff.reference.machine import ReferenceMachine
 
 
 def _exit_all(prog: Prog) -> Prog:
+    """The program, then every process exits and every pin handle is dropped (handles
+    that never existed or were unpinned already just give EINVAL)."""
     nprocs = 1 + sum(isinstance(o, O.Fork) for o in prog.ops())
-    return Prog.of(prog.ops() + [O.Exit(f"p{i}") for i in range(nprocs)], source=prog.source)
+    npins = sum(isinstance(o, O.Pin) for o in prog.ops())
+    return Prog.of(prog.ops() + [O.Exit(f"p{i}") for i in range(nprocs)]
+                   + [O.Unpin(f"h{k}") for k in range(1, npins + 1)], source=prog.source)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,8 +39,8 @@ def test_models_agree_and_keep_invariants(prog: Prog) -> None:
 @settings(max_examples=60, deadline=None)
 @given(prog=programs())
 def test_refcounts_balance_after_every_exit(machine, prog: Prog) -> None:
-    """SPEC §5: when every process has exited, no anonymous frame is left; only the
-    named files' page caches remain, each page with mapcount 0."""
+    """SPEC §5: when every process has exited and every pin is dropped, no anonymous
+    frame is left; only the named files' page caches remain, each page with mapcount 0."""
     m = machine()
     for op in _exit_all(prog).ops():
         m.execute(op)
