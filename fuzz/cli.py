@@ -122,6 +122,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.mutants:
         return _bench_mutants(args)
+    if args.mixes:
+        from mmdiff.fuzz import bench_mix
+        bench_mix.print_table(bench_mix.measure(args.ref_seconds, args.seed))
+        return EXIT_OK
     from mmdiff.fuzz import bench
     figures = bench.measure(args.ops, args.seed, args.ref_seconds)
     bench.print_table(figures)
@@ -410,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead: fuzz each seeded mutant on one core from an empty corpus "
                             "(atheris, then random bytes) and print time-to-detect, execs "
                             "and minimized length")
+    bench.add_argument("--mixes", action="store_true",
+                       help="instead: fuzz execs/s of the foundation op mix vs the device-heavy "
+                            "and swap/KSM mixes (--ref-seconds each)")
     bench.add_argument("--mutant", action="append", metavar="NAME",
                        help="with --mutants: only this mutant (repeatable)")
     bench.add_argument("--budget", type=_pos_float, default=120.0, metavar="S",

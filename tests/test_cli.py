@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmdiff.fuzz import cli
+from mmdiff.reference import ops
 
 GOOD = """\
 # mmdiff v1
@@ -212,3 +213,26 @@ def test_bench_runs_and_exits_0(capsys) -> None:
     assert cli.main(["bench", "--ops", "300", "--ref-seconds", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "speed ratio impl/reference" in out and "DIVERGED" not in out
+
+
+def test_bench_mix_programs_parse_and_reach_their_ops() -> None:
+    """The mixes are seeded, well-formed programs, and the extra share is what they add."""
+    import random as _random
+
+    from mmdiff.fuzz import bench_mix
+    from mmdiff.fuzz.text import format_prog, parse
+
+    prog = bench_mix.program(_random.Random(5), bench_mix._device_op, 0.4)
+    assert parse(format_prog(prog), source="<mix>").ops() == prog.ops()
+    device = (ops.Mirror, ops.DevRead, ops.DevWrite, ops.DevExclusive, ops.DevAtomic,
+              ops.DevEvents)
+    share = sum(isinstance(o, device) for o in prog.ops()) / bench_mix.PROG_OPS
+    assert 0.25 < share < 0.55, share
+    plain = bench_mix.program(_random.Random(5), bench_mix._device_op, 0.0)
+    assert not any(isinstance(o, device) for o in plain.ops())
+
+
+def test_bench_mixes_runs_and_exits_0(capsys) -> None:
+    assert cli.main(["bench", "--mixes", "--ref-seconds", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "device-heavy" in out and "vs foundation" in out
