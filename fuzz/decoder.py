@@ -18,9 +18,11 @@ resources; here the resources are a small model of what the program created so f
   Substitutions (decoder._needs), reading the same slot bytes: an op that needs a
   name kind none of which exists yet (``pread`` before any ``pin``) becomes the op
   that creates it; when slot 0 is clustered, an access (read, write, munmap, ...)
-  to a process with no tracked VMA becomes an ``mmap`` there, and an ``exit`` of
-  the last live process becomes a ``fork``. A literal slot 0 (ESC) turns the last
-  two off, so the encoder can still write such ops exactly.
+  to a process with no tracked VMA becomes an ``mmap`` there, an ``exit`` of the
+  last live process becomes a ``fork``, and a pin access (pread, pwrite, unpin)
+  while no pin is live becomes a ``pin`` (unless slot 0 asks for a dead handle on
+  purpose, >= _ANY_PIN). A literal slot 0 (ESC) turns the last three off, so the
+  encoder can still write such ops exactly.
 - Slots are the op's arguments in the order of ``_SPECS`` (unused slots are
   ignored; their bytes are still part of the fixed record, so a selector flip does
   not shift the rest of the input). A slot byte other than ESC is a *clustered*
@@ -31,11 +33,25 @@ resources; here the resources are a small model of what the program created so f
   the rest of the VMA, 512, 0 or past TASK_SIZE; small or extreme values. ESC
   makes the slot a *literal*: the varint gives the exact argument (numbers masked
   to 64 bits, names by index, enums by index), so any valid program can be encoded.
-- A populating op (``mmap ... populate``, ``madvise populate_*`` over tracked VMAs)
-  walks at most POPULATE_MAX pages: decode caps npages there (the models fault page
-  by page; a 2^30-page populate stalls the fuzzer) and encode refuses larger ones.
+- A populating op (``mmap ... populate``, ``madvise populate_*`` or ``pin`` over
+  tracked VMAs) walks at most POPULATE_MAX pages: decode caps npages there (the
+  models fault page by page; a 2^30-page populate stalls the fuzzer) and encode
+  refuses larger ones.
+- Pins and poke (SPEC §3, reference/gup.py): ``pin`` targets a tracked VMA (for
+  most bytes not a PROT_NONE one) with 1 page, a few, the rest of the VMA (capped
+  at PIN_CAP), all of it, past its end, a PMD, and sometimes 0 or more than
+  PIN_MAX_PAGES (EFAULT before any walk); its mode is any of the four (FOLL_WRITE
+  5 in 8; read-only modes on a VMA without VM_WRITE). pread/pwrite/unpin name live
+  handles (pwrite: FOLL_WRITE ones first), the index mostly inside the pin. Once
+  pins exist, one VPN choice in 8 of every access (read, write, munmap, madvise,
+  mprotect, poke, another pin) is a page of a recent pin still mapped there.
+  ``poke`` aims half its bytes at VMAs the CPU cannot write (read-only or
+  PROT_NONE: a private one gets a FOLL_FORCE COW, a shared one is EIO) or at
+  shared ones.
 - The tracker is approximate (no faults, no merges, optimistic about errors): it
   only steers choices, it never decides validity; names follow the parser's rules.
+  It keeps each VMA's prot/shared bits and file offset (mmap, mprotect, munmap) and
+  predicts which pins succeed, because the models name successful pins only.
 
 Locality: records are fixed width and choices are relative to creation indexes
 that later ops do not renumber, so flipping one byte changes one op's arguments
@@ -65,12 +81,15 @@ MAX_OPS = 256            # program length cap
 POPULATE_MAX = 2 * HPAGE_PMD_NR
 _MAX_REGIONS = 24        # tracked VMAs per process (creation-indexed, with tombstones)
 
-# Selector weights (sum 256). The issue-3 scope (rules.md) gets most of the mass; every
-# other kind keeps a few entries so it stays reachable when the models grow.
+# Selector weights (sum 256). The issue-3 scope (rules.md) gets most of the mass (70%);
+# pins and poke (issue 6) the next share (12.5%: a pin every ~25 ops, pread/pwrite/
+# unpin on its handles, poke; a pin access with no live pin becomes a pin, _needs);
+# every other kind keeps a few entries so it stays reachable when the models grow.
 OP_WEIGHTS: dict[type, int] = {
-    O.Mmap: 34, O.Munmap: 14, O.Mprotect: 16, O.Madvise: 18, O.Read: 30, O.Write: 36,
-    O.Fork: 12, O.Exit: 4, O.File: 6, O.FileRead: 7, O.FileWrite: 9, O.State: 10,
+    O.Mmap: 30, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 16, O.Read: 27, O.Write: 32,
+    O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 9,
     O.Same: 6,
+    O.Pin: 10, O.PinRead: 6, O.PinWrite: 5, O.Unpin: 4, O.Poke: 7,
 }
 for _cls in O.ALL_OPS:
     OP_WEIGHTS.setdefault(_cls, 2)
@@ -83,17 +102,27 @@ class _Track:
 
     Name counters follow fuzz/text.py's _Names exactly (fork/pin/mirror count even if
     the op will fail), so every emitted name parses; liveness and VMAs are guesses.
+    Pins: ``next_pin`` counts `pin` lines (the parser's bound), while the live names
+    follow the models' numbering (SPEC §3: only a successful pin gets the next
+    ``hK``), predicted by ``_pin_ok``; so pread/pwrite/unpin aim at the handles that
+    exist at run time, and every name they use is below the parser's bound.
     """
 
-    __slots__ = ("next_proc", "regions", "top", "next_pin", "pins", "next_sub", "subs",
-                 "files", "file_pages", "vms", "vm_range")
+    __slots__ = ("next_proc", "regions", "top", "next_pin", "pin_ok", "pins", "wpins",
+                 "pinned",
+                 "next_sub", "subs", "files", "file_pages", "vms", "vm_range")
 
     def __init__(self) -> None:
         self.next_proc = 1                          # p0 exists at start
-        self.regions: dict[str, list] = {"p0": []}  # live proc -> [(start, end) | None]
+        # live proc -> [(start, end, attr, file, pgoff) | None] by creation index:
+        # attr has _W/_S/_NONE bits; file is None for anon; pgoff is start's file page
+        self.regions: dict[str, list] = {"p0": []}
         self.top = "p0"                             # the newest live process ("" if none)
-        self.next_pin = 1                           # h1 is the first pin
-        self.pins: dict[str, int] = {}              # live pin -> npages
+        self.next_pin = 1                           # `pin` lines so far + 1 (parser: h1 first)
+        self.pin_ok = 0                             # pins predicted to succeed (h1..h{pin_ok})
+        self.pins: dict[str, int] = {}              # live pin -> npages, in creation order
+        self.wpins: set[str] = set()                # the live FOLL_WRITE (rw) pins
+        self.pinned: list[tuple[int, int]] = []     # (vpn, npages) of the last _PINNED pins
         self.next_sub = 1
         self.subs: set[str] = set()
         self.files: list[str] = []                  # defined, in definition order
@@ -123,7 +152,7 @@ def _nearest(names: tuple, live, t: int, nxt: int) -> str:
     return ""
 
 
-def _region(regs: list, t: int) -> tuple[int, int]:
+def _region(regs: list, t: int) -> tuple:
     """The tracked VMA with creation index t (or the nearest live one); a default if none."""
     n = len(regs)
     if n:
@@ -137,7 +166,22 @@ def _region(regs: list, t: int) -> tuple[int, int]:
     return _DEFAULT_REGION
 
 
-_DEFAULT_REGION = (0x100, 0x110)
+# Region attributes (the third field): what poke and pin outcomes depend on.
+_W = 1         # VM_WRITE (prot rw)
+_S = 2         # VM_SHARED (MAP_SHARED, anon or file)
+_NONE = 4      # PROT_NONE
+_RW, _PNONE = O.Prot.RW, O.Prot.NONE
+
+
+def _prot_attr(prot: O.Prot) -> int:
+    return _W if prot is _RW else _NONE if prot is _PNONE else 0   # no Enum hashing
+
+_DEFAULT_REGION = (0x100, 0x110, _W, None, 0)
+
+
+def _piece(r: tuple, s: int, e: int, attr: int) -> tuple:
+    """The part [s, e) of region r (its file offset moves with the start)."""
+    return (s, e, attr, r[3], r[4] + s - r[0])
 
 
 def _subtract(regs: list, a: int, b: int) -> None:
@@ -146,17 +190,36 @@ def _subtract(regs: list, a: int, b: int) -> None:
         r = regs[i]
         if r is None or r[1] <= a or r[0] >= b:
             continue
-        left = (r[0], a) if r[0] < a else None
-        right = (b, r[1]) if r[1] > b else None
+        left = (r[0], a, r[2], r[3], r[4]) if r[0] < a else None
+        right = _piece(r, b, r[1], r[2]) if r[1] > b else None
         regs[i] = left or right
         if left and right and len(regs) < _MAX_REGIONS:
             regs.append(right)
 
 
+def _reprotect(regs: list, a: int, b: int, prot_attr: int) -> None:
+    """Set the prot bits of [a, b) in the tracked VMAs (mprotect_fixup's split): the
+    part before a keeps the creation index, the changed part and the rest are
+    appended; a VMA whose split does not fit in _MAX_REGIONS is left as it was."""
+    for i in range(len(regs)):
+        r = regs[i]
+        if r is None or r[1] <= a or r[0] >= b:
+            continue
+        attr = (r[2] & _S) | prot_attr
+        if attr == r[2]:
+            continue
+        pieces = [p for p in (_piece(r, r[0], a, r[2]) if r[0] < a else None,
+                              _piece(r, max(r[0], a), min(r[1], b), attr),
+                              _piece(r, b, r[1], r[2]) if r[1] > b else None) if p]
+        if len(regs) + len(pieces) - 1 <= _MAX_REGIONS:
+            regs[i] = pieces[0]
+            regs.extend(pieces[1:])
+
+
 def _pick_addr(regs: list, npages: int, align: int) -> int:
     """Roughly the address mmap(vpn=0) picks: lowest free range from MMAP_MIN_PAGES."""
     cand = -(-MMAP_MIN_PAGES // align) * align
-    for s, e in sorted(r for r in regs if r is not None):
+    for s, e in sorted((r[0], r[1]) for r in regs if r is not None):
         if s >= cand + npages:
             break
         if e > cand:
@@ -211,8 +274,35 @@ def _proc_dec(t, v, b, x):
 
 
 PROC = _Slot(_proc_dec, _lit_index(0, "next_proc"))
-PIN = _Slot(lambda t, v, b, x: _live_name(_HNAMES, t.pins, t.next_pin, 1, b, x),
-            _lit_index(1, "next_pin"))
+_ANY_PIN = 0xF0          # PIN bytes from here on name any pin line's handle, live or not
+
+
+def _pin_slot(write: bool) -> _Slot:
+    """A pin handle: mostly a live one (the k-th newest, or by creation index; for
+    pwrite, bytes below 0x80 the k-th newest FOLL_WRITE one: an `r` pin is EPERM);
+    bytes >= _ANY_PIN any name up to the parser's bound (unpinned or failed: EINVAL)."""
+
+    def dec(t, v, b, x):
+        nxt = t.next_pin
+        if nxt <= 1:
+            return "h1"                   # no pin line yet: _needs substitutes a pin
+        if b == ESC:
+            return _HNAMES[1 + x % (nxt - 1)]
+        if b >= _ANY_PIN:
+            return _HNAMES[1 + (b & 15) % (nxt - 1)]
+        live = t.pins
+        if live:
+            if b < 0x80:                  # the k-th newest live (write) pin
+                names = [h for h in live if h in t.wpins] if write else ()
+                names = names or list(live)
+                return names[-1 - (b & 3) % len(names)]
+            return _nearest(_HNAMES, live, 1 + (b & 15), t.pin_ok + 1)
+        return _HNAMES[min(1 + (b & 3), nxt - 1)]   # none alive (EINVAL paths)
+
+    return _Slot(dec, _lit_index(1, "next_pin"))
+
+
+PIN, PIN_W = _pin_slot(False), _pin_slot(True)
 SUB = _Slot(lambda t, v, b, x: _live_name(_MNAMES, t.subs, t.next_sub, 1, b, x),
             _lit_index(1, "next_sub"))
 
@@ -246,7 +336,7 @@ DEV = _Slot(lambda t, v, b, x: f"d{x}" if b == ESC else f"d{(b & 3) if b >= 192 
             lambda t, v, value: _pidx(value))
 
 
-def _vma_of(t: _Track, proc: str, k: int) -> tuple[int, int]:
+def _vma_of(t: _Track, proc: str, k: int) -> tuple:
     regs = t.regions.get(proc)
     r = regs[k] if regs and k < len(regs) else None
     return r if r is not None else _region(regs or (), k)
@@ -268,7 +358,8 @@ def _vpn_mmap(proc_field: str) -> _Slot:
             return 0 if j < 12 else j - 12        # 0: the model picks; < 16: EPERM
         if mode == 7:                             # deliberately out of range
             return TASK_SIZE_PAGES - 4 + j if j < 8 else ADDR_LIMIT_PAGES - 16 + j
-        s, e = _vma_of(t, v[proc_field], j & 7)
+        r = _vma_of(t, v[proc_field], j & 7)
+        s, e = r[0], r[1]
         sub = j >> 3
         if mode < 10:
             return e + sub                        # right after a VMA: merge candidates
@@ -285,13 +376,20 @@ def _vpn_mmap(proc_field: str) -> _Slot:
 
 def _vpn(proc_field: str) -> _Slot:
     """A VPN to access in the process in proc_field: mostly inside one of its tracked
-    VMAs (start, last page, middle, PMD lines), sometimes just outside or invalid."""
+    VMAs (start, last page, middle, PMD lines), sometimes just outside or invalid;
+    once pins exist, one choice in 8 is a page of a recent pin (written, unmapped,
+    forked, poked or pinned again while the pin holds it)."""
 
     def dec(t, v, b, x):
         if b == ESC:
             return x & U64_MASK
         mode, j = b >> 4, b & 15
-        s, e = _vma_of(t, v[proc_field], j & 7)
+        if mode >= 14 and t.pinned:                # a recently pinned page, still mapped
+            got = _pinned_page(t, v[proc_field], j, mode == 14)
+            if got >= 0:
+                return got
+        r = _vma_of(t, v[proc_field], j & 7)
+        s, e = r[0], r[1]
         n, sub = e - s, j >> 3
         if mode == 0 or mode == 14:
             return s
@@ -326,7 +424,71 @@ def _vpn(proc_field: str) -> _Slot:
     return _Slot(dec, lambda t, v, value: value)
 
 
-def _containing(regs, vpn: int) -> Optional[tuple[int, int]]:
+_vpn_p = _vpn("proc").dec
+
+
+def _pinned_page(t: _Track, proc: str, j: int, first: bool) -> int:
+    """A page of the ((j >> 2) % n)-th newest recent pin whose first page the tracked
+    VMAs of proc still map (pinned there or inherited by fork); -1 if none."""
+    regs = t.regions.get(proc, ())
+    mapped = [p for p in t.pinned if _containing(regs, p[0]) is not None]
+    if not mapped:
+        return -1
+    pv, pn = mapped[-1 - (j >> 2) % len(mapped)]
+    return pv if first else pv + (j & 3) % pn
+
+
+def _poke_cand(mode: int, r: tuple) -> bool:
+    """Poke targets by mode: 0-2 a private VMA without VM_WRITE (FOLL_FORCE COWs it,
+    the CPU still cannot write), 3-4 a private file mapping (the COW must not reach
+    the page cache: Dirty COW), 5-7 a shared one (EIO without VM_WRITE, else the
+    file and every mapper see it)."""
+    if mode >= 5:
+        return r[2] & _S
+    if mode >= 3:
+        return not r[2] & _S and r[3] is not None
+    return not r[2] & (_S | _W)
+
+
+def _poke_vpn_dec(t, v, b, x):
+    """poke's VPN: half the clustered bytes pick a VMA by _poke_cand; the others as
+    _vpn's modes 0-4 (inside a VMA), 9 (just outside: EIO), 14-15 (pinned pages)."""
+    if b == ESC:
+        return x & U64_MASK
+    mode = b >> 4
+    if mode >= 8:
+        return _vpn_p(t, v, b - 0x80 if mode < 13 else b - 0x40 if mode == 13 else b, x)
+    regs = t.regions.get(v["proc"], ())
+    cands = [r for r in regs if r is not None and _poke_cand(mode, r)]
+    if cands:
+        j = b & 15
+        s, e = cands[(j & 7) % len(cands)][:2]
+        n = e - s
+        return s + (0, n - 1, n // 2, 1 % n)[(j >> 3) + 2 * (mode & 1)]
+    return _vpn_p(t, v, b, x)                     # none such: inside some VMA
+
+
+POKE_VPN = _Slot(_poke_vpn_dec, lambda t, v, value: value)
+
+
+def _pin_vpn_dec(t, v, b, x):
+    """pin's VPN: as _vpn, but bytes below 0x80 that land in a PROT_NONE VMA (always
+    EFAULT) move to the (j & 7)-th VMA that is not PROT_NONE, if any."""
+    vpn = _vpn_p(t, v, b, x)
+    if b < 0x80:
+        regs = t.regions.get(v["proc"], ())
+        r = _containing(regs, vpn)
+        if r is not None and r[2] & _NONE:
+            cands = [r for r in regs if r is not None and not r[2] & _NONE]
+            if cands:
+                return cands[(b & 7) % len(cands)][0] + (b >> 3 & 1)
+    return vpn
+
+
+PIN_VPN = _Slot(_pin_vpn_dec, lambda t, v, value: value)
+
+
+def _containing(regs, vpn: int) -> Optional[tuple]:
     for r in regs:
         if r is not None and r[0] <= vpn < r[1]:
             return r
@@ -481,9 +643,63 @@ ADVICE = _Slot(lambda t, v, b, x: _ADVICE_LIST[x % len(_ADVICE_LIST)] if b == ES
                else _ADVICES[b % len(_ADVICES)],
                lambda t, v, value: _ADVICE_LIST.index(value))
 
-_PINMODES = tuple(O.PinMode)
-PINMODE = _Slot(lambda t, v, b, x: _PINMODES[(x if b == ESC else b) & 3],
-                lambda t, v, value: _PINMODES.index(value))
+_PINMODES = tuple(O.PinMode)     # r, rw, r,longterm, rw,longterm
+PIN_MAX_PAGES = 1 << 18          # a longer pin fails before any walk (io_uring's 1 GiB limit)
+PIN_CAP = 64                     # "the rest of the VMA" pins at most this many pages
+
+
+def _pinmode_dec(t, v, b, x):
+    """All four modes, FOLL_WRITE 5 times in 8 (pwrite needs one); on a tracked VMA
+    without VM_WRITE, bytes below 0xc0 pick a read-only mode (a FOLL_WRITE pin there
+    is always EFAULT)."""
+    if b == ESC:
+        return _PINMODES[x & 3]
+    if b < 0xC0:
+        r = _containing(t.regions.get(v["proc"], ()), v["vpn"])
+        if r is not None and not r[2] & _W:
+            return _PINMODES[(b & 1) << 1]
+    return _PINMODES[(b & 3) | 1 if (b & 12) == 12 else b & 3]
+
+
+PINMODE = _Slot(_pinmode_dec, lambda t, v, value: _PINMODES.index(value))
+
+
+def _pin_npages_dec(t, v, b, x):
+    """A pin length: 1 page, a few, the rest of the VMA (capped at PIN_CAP, or all of
+    it, or past its end: EFAULT there), a PMD, sometimes 0 / > PIN_MAX_PAGES /
+    2^64-1 (EFAULT before any walk) or exactly PIN_MAX_PAGES (valid: the walk stops
+    at the first page without a VMA). Relative to the VMA containing vpn (if none,
+    2..5 pages)."""
+    if b == ESC:
+        return x & U64_MASK
+    mode, j = b >> 4, b & 15
+    if mode < 5:
+        return 1
+    if mode == 13:
+        return 0 if j < 8 else PIN_MAX_PAGES + 1 + (j & 7)
+    if mode == 14:
+        return PIN_MAX_PAGES if j < 4 else U64_MASK - (j & 3) if j < 8 else 1 + (j & 7)
+    if j < 8 and (mode == 7 or mode == 12):
+        return 1 + j if mode == 7 else HPAGE_PMD_NR   # may run past a small VMA
+    vpn = v["vpn"]
+    r = _containing(t.regions.get(v["proc"], ()), vpn)
+    if r is None:
+        return 2 + (j & 3)
+    rest = r[1] - vpn
+    if mode == 8:
+        return min(rest, PIN_CAP)
+    if mode == 9:
+        return max(min(rest, PIN_CAP) - (j & 3), 1)
+    if mode == 10:
+        return rest + 1 + (j & 3)
+    if mode == 11:
+        return rest                                   # all of it (walk_too_long caps it)
+    if mode == 12:
+        return min(rest, HPAGE_PMD_NR)
+    return min(2 + (j & 3), rest)                     # 5, 6, 7, 15: a few, inside
+
+
+PIN_NPAGES = _Slot(_pin_npages_dec, lambda t, v, value: value)
 
 
 def _small_index(n: int, b: int) -> int:
@@ -500,9 +716,25 @@ def _small_index(n: int, b: int) -> int:
     return j
 
 
-PIN_INDEX = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
-                  else _small_index(t.pins.get(v["pin"], 1), b),
-                  lambda t, v, value: value)
+def _pin_index_dec(t, v, b, x):
+    """An index into the pin (its tracked npages; 1 if dead): 7 in 8 inside, favouring
+    the first and last page; else one past the end or far past it (EINVAL)."""
+    if b == ESC:
+        return x & U64_MASK
+    n = t.pins.get(v["pin"]) or 1
+    mode, j = b >> 4, b & 15
+    if mode < 10:
+        return j % n
+    if mode < 12:
+        return 0
+    if mode < 14:
+        return n - 1
+    if mode == 14:
+        return n
+    return n + j if j < 8 else HPAGE_PMD_NR + j if j < 12 else U64_MASK - (j & 3)
+
+
+PIN_INDEX = _Slot(_pin_index_dec, lambda t, v, value: value)
 PGOFF = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
               else _small_index(t.file_pages.get(v["file"], 0), b),
               lambda t, v, value: value)
@@ -615,11 +847,11 @@ _SPECS: dict[type, tuple] = {
     O.Write: (_P, _V, _VAL),
     O.Fork: (_P,),
     O.Exit: (_P,),
-    O.Poke: (_P, _V, _VAL),
+    O.Poke: (_P, ("vpn", POKE_VPN), _VAL),
     O.ClearRefs: (_P,),
-    O.Pin: (_P, _V, _N, ("mode", PINMODE)),
+    O.Pin: (_P, ("vpn", PIN_VPN), ("npages", PIN_NPAGES), ("mode", PINMODE)),
     O.PinRead: (("pin", PIN), ("index", PIN_INDEX)),
-    O.PinWrite: (("pin", PIN), ("index", PIN_INDEX), _VAL),
+    O.PinWrite: (("pin", PIN_W), ("index", PIN_INDEX), _VAL),
     O.Unpin: (("pin", PIN),),
     O.File: (("file", NEWFILE), ("npages", FILE_NPAGES), ("devmem", DEVMEM)),
     O.FileRead: (_F, _PG),
@@ -655,8 +887,10 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
 
     When slot 0 is clustered (not ESC), also: an access to a process with no tracked
     VMA becomes ``mmap`` in that process (else every op before the first mmap is a
-    SEGV), and an ``exit`` of the last live process becomes ``fork`` (after it every
-    later op is ESRCH: a wasted input). A literal slot 0 keeps the op as written.
+    SEGV), an ``exit`` of the last live process becomes ``fork`` (after it every
+    later op is ESRCH: a wasted input), and a pin access (pread, pwrite, unpin) while
+    no pin is live becomes ``pin``, unless its byte is >= _ANY_PIN (a dead handle on
+    purpose). A literal slot 0 keeps the op as written.
     """
     kinds = _NEEDED[cls]
     if "vma" in kinds:
@@ -667,8 +901,8 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
         return None
     if "live" in kinds:
         return O.Fork if len(t.regions) <= 1 and slot0 != ESC else None
-    if "pin" in kinds and t.next_pin == 1:
-        return O.Pin
+    if "pin" in kinds and (t.next_pin == 1 or (not t.pins and slot0 < _ANY_PIN)):
+        return O.Pin       # no pin yet; or none alive and the byte asks for a live one
     if "sub" in kinds and t.next_sub == 1:
         return O.Mirror
     if "vm" in kinds and not t.vms:
@@ -681,11 +915,12 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
 # Name fields an op cannot be written without (mmap's file= is optional; file/vm
 # define their name rather than use one).
 _NEEDED = {cls: frozenset(f for f, slot in spec if f in ("pin", "sub", "vm", "file")
-                          and slot in (PIN, SUB, VM, FILE))
+                          and slot in (PIN, PIN_W, SUB, VM, FILE))
            for cls, spec in _SPECS.items()}
 _NEEDED[O.Exit] = frozenset(("live",))
 _NEEDED.update({cls: frozenset(("vma",)) for cls, spec in _SPECS.items()
-                if cls is not O.Mmap and spec[:2] == (_P, _V)})
+                if cls is not O.Mmap and spec[:1] == (_P,) and len(spec) > 1
+                and spec[1][0] == "vpn"})
 
 
 _POPULATE_ADVICE = frozenset((O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE))
@@ -694,15 +929,17 @@ _POPULATE_ADVICE = frozenset((O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE))
 def walk_too_long(t: _Track, op) -> bool:
     """Would op populate more than POPULATE_MAX pages, page by page?
 
-    mmap populates its whole (valid) range; madvise_populate stops at the first page
-    without a VMA, so it counts only when the tracked VMAs cover more than
-    POPULATE_MAX pages from op.vpn on. decode() caps npages at POPULATE_MAX there and
-    encode() refuses such an op: an input that stalls the models is no use to a fuzzer.
+    mmap populates its whole (valid) range; madvise_populate and pin_user_pages stop
+    at the first page without a VMA, so they count only when the tracked VMAs cover
+    more than POPULATE_MAX pages from op.vpn on (a pin of more than PIN_MAX_PAGES is
+    EINVAL before any walk). decode() caps npages at POPULATE_MAX there and encode()
+    refuses such an op: an input that stalls the models is no use to a fuzzer.
     """
     if op.__class__ is O.Mmap:
         return (op.flags in _POPULATE_SETS and op.npages > POPULATE_MAX
                 and op.vpn + op.npages <= TASK_SIZE_PAGES)
-    if op.__class__ is O.Madvise and op.advice in _POPULATE_ADVICE \
+    if (op.__class__ is O.Madvise and op.advice in _POPULATE_ADVICE
+            or op.__class__ is O.Pin and op.npages <= PIN_MAX_PAGES) \
             and op.npages > POPULATE_MAX:
         regs = t.regions.get(op.proc, ())
         end, limit = op.vpn, min(op.vpn + POPULATE_MAX, ADDR_LIMIT_PAGES)
@@ -766,7 +1003,14 @@ def _apply_mmap(t: _Track, op: O.Mmap) -> None:
         vpn = _pick_addr(regs, op.npages, HPAGE_PMD_NR if huge else 1)
     _subtract(regs, vpn, vpn + op.npages)
     if len(regs) < _MAX_REGIONS:
-        regs.append((vpn, vpn + op.npages))
+        attr = _prot_attr(op.prot) | (0 if op.flags in _PRIVATE_SETS else _S)
+        regs.append((vpn, vpn + op.npages, attr, op.file, op.off or 0))
+
+
+def _apply_mprotect(t: _Track, op: O.Mprotect) -> None:
+    regs = t.regions.get(op.proc)
+    if regs is not None and 0 < op.npages <= TASK_SIZE_PAGES - op.vpn:
+        _reprotect(regs, op.vpn, op.vpn + op.npages, _prot_attr(op.prot))
 
 
 def _apply_munmap(t: _Track, op: O.Munmap) -> None:
@@ -789,9 +1033,43 @@ def _apply_exit(t: _Track, op: O.Exit) -> None:
         t.top = max(t.regions, key=_pidx, default="")
 
 
+_PINNED = 4     # recent pinned ranges that _vpn aims at
+
+
+def _pin_ok(t: _Track, op: O.Pin) -> bool:
+    """Would the pin succeed (reference/gup.py)? 0 < N <= PIN_MAX_PAGES, a live process, every
+    page in a tracked VMA that is not PROT_NONE, has VM_WRITE for a FOLL_WRITE pin,
+    and is not past its file's EOF (SIGBUS). Optimistic about what is not tracked."""
+    n = op.npages
+    regs = t.regions.get(op.proc)
+    if regs is None or not 0 < n <= PIN_MAX_PAGES:
+        return False
+    vpn, end, write = op.vpn, op.vpn + n, _is_write(op.mode)
+    while vpn < end:                     # one step per VMA
+        r = _containing(regs, vpn)
+        if r is None or r[2] & _NONE or (write and not r[2] & _W):
+            return False
+        if r[3] is not None and \
+                r[4] + min(end, r[1]) - 1 - r[0] >= t.file_pages.get(r[3], 0):
+            return False                 # its last page needed is past EOF
+        vpn = r[1]
+    return True
+
+
+def _is_write(mode: O.PinMode) -> bool:
+    return mode is O.PinMode.RW or mode is O.PinMode.RW_LONGTERM   # no Enum hashing
+
+
 def _apply_pin(t: _Track, op: O.Pin) -> None:
-    t.pins[_HNAMES[t.next_pin]] = max(min(op.npages, 64), 1)
-    t.next_pin += 1
+    t.next_pin += 1                      # the parser counts every pin line
+    if _pin_ok(t, op):                   # the models name successful pins only
+        t.pin_ok += 1
+        t.pins[_HNAMES[t.pin_ok]] = op.npages
+        if _is_write(op.mode):
+            t.wpins.add(_HNAMES[t.pin_ok])
+        t.pinned.append((op.vpn, min(op.npages, PIN_CAP)))
+        if len(t.pinned) > _PINNED:
+            del t.pinned[0]
 
 
 def _apply_mirror(t: _Track, op: O.Mirror) -> None:
@@ -815,14 +1093,20 @@ def _apply_vm(t: _Track, op: O.VmInit) -> None:
         t.vm_range[op.vm] = (op.start, op.npages)
 
 
+def _apply_unpin(t: _Track, op: O.Unpin) -> None:
+    t.pins.pop(op.pin, None)
+    t.wpins.discard(op.pin)
+
+
 # How each op changes the tracked state (ops not listed change nothing tracked).
 _APPLY: dict[type, Callable] = {
     O.Mmap: _apply_mmap,
     O.Munmap: _apply_munmap,
+    O.Mprotect: _apply_mprotect,
     O.Fork: _apply_fork,
     O.Exit: _apply_exit,
     O.Pin: _apply_pin,
-    O.Unpin: lambda t, op: t.pins.pop(op.pin, None),
+    O.Unpin: _apply_unpin,
     O.Mirror: _apply_mirror,
     O.Unmirror: lambda t, op: t.subs.discard(op.sub),
     O.File: _apply_file,
@@ -905,7 +1189,7 @@ def _decode_record(t: _Track, cls: type, data: bytes, pos: int, end: int):
 _INFO: dict[type, tuple] = {cls: (cls, _NEEDED[cls]) + _PLANS[cls] + (_APPLY.get(cls),)
                             for cls in O.ALL_OPS}
 _BY_SELECTOR = tuple(_INFO[cls] for cls in SELECTOR)
-_MMAP, _MADVISE = O.Mmap, O.Madvise
+_MMAP, _MADVISE, _PIN = O.Mmap, O.Madvise, O.Pin
 
 
 def decode(data: bytes) -> Prog:
@@ -945,7 +1229,7 @@ def decode(data: bytes) -> Prog:
             else:
                 vals[field[0]], vals[field[1]] = dec(t, vals, b, x)
         pos = ext
-        if (cls is _MMAP or cls is _MADVISE) and walk_too_long(t, op):
+        if (cls is _MMAP or cls is _MADVISE or cls is _PIN) and walk_too_long(t, op):
             vals["npages"] = POPULATE_MAX    # op is not visible to anyone yet
         if apply is not None:
             apply(t, op)

@@ -3,8 +3,10 @@
 Each rule is one op of SPEC §3; it runs on both models and the two results must be
 equal. After every step the invariant compares the canonical snapshots (SPEC §4.2)
 and runs both models' SPEC §5 self-checks. Bundles hold what ops create: process
-names (fork), file names (file) and VMA handles (mmap results, which reach the
-addresses the model picked for `mmap P 0 ...`).
+names (fork), file names (file), VMA handles (mmap results, which reach the
+addresses the model picked for `mmap P 0 ...`) and pin handles (pin results, with
+the pages they hold: rules then fork, write, poke, mprotect and unmap those pages
+while the pin holds them, and read/write through the pin).
 
 A failure raises ``LockstepFailure`` whose message is the runner's report for the
 program so far (fuzz/report.py): the divergence and a `.mmd` reproducer that
@@ -54,6 +56,26 @@ class VmaHandle:
         return self.vpn + index % self.npages
 
 
+@dataclass(frozen=True)
+class PinRef:
+    """One successful pin: its handle name and the range of the process it pinned."""
+
+    name: str
+    proc: str
+    vpn: int
+    npages: int
+    write: bool
+
+    def index(self, k: int) -> int:
+        """An index into the pin: k >= 0 inside (modulo npages); PAST_END is npages
+        (EINVAL), FAR_PAST 2^64-1."""
+        if k == PAST_END:
+            return self.npages
+        if k == FAR_PAST:
+            return O.U64_MASK
+        return k % self.npages
+
+
 def _final_run() -> bool:
     """False while Hypothesis searches or shrinks (the report is built only for the run
     it prints); True in its final run and outside Hypothesis (a machine driven by hand)."""
@@ -69,6 +91,11 @@ class LockstepFailure(AssertionError):
 
 # Page indexes into a VMA handle (taken modulo its length).
 _VMA_PAGES = st.integers(0, 7)
+# Indexes into a pin handle (PinRef.index): inside mostly, one in 8 past its end.
+PAST_END, FAR_PAST = -1, -2
+_PIN_INDEXES = st.integers(0, 7).flatmap(
+    lambda k: st.sampled_from((PAST_END, FAR_PAST)) if k == 7 else st.integers(0, 7))
+MAX_DEAD_PINS = 8              # unpinned handles kept for use-after-unpin rules
 
 
 class LockstepMachine(RuleBasedStateMachine):
@@ -79,6 +106,7 @@ class LockstepMachine(RuleBasedStateMachine):
     procs = Bundle("procs")    # process names (str); exit consumes them
     files = Bundle("files")    # file names (str), including failed (devmem) definitions
     vmas = Bundle("vmas")      # VmaHandle of each mmap that returned an address
+    pins = Bundle("pins")      # PinRef of each pin that returned a handle; unpin consumes
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,6 +114,7 @@ class LockstepMachine(RuleBasedStateMachine):
         self.impl = ImplMachine(mutant=self.mutant)
         self.ops: list[O.Op] = []         # the program so far, in execution order
         self.scope = S.Scope()            # names valid at the next line (for the parser)
+        self.dead_pins: list[str] = []    # handles unpinned (their names stay parseable)
         self._printed = 0                 # ops already shown by _repr_step
 
     # --- the program so far ------------------------------------------------------------
@@ -234,6 +263,86 @@ class LockstepMachine(RuleBasedStateMachine):
     @rule(file=files, pgoff=S.file_pages(), value=S.values())
     def fwrite(self, file, pgoff, value):
         self._step(O.FileWrite(file, pgoff, value))
+
+    # --- pins and poke (SPEC §3, reference/gup.py) -------------------------------------------
+    # A pin on a mapping an mmap returned (so it mostly succeeds) or anywhere in the
+    # window; then the pinned pages meet fork, CPU writes, poke, mprotect and munmap
+    # while pinned, and DMA reads/writes through the handle must agree afterwards.
+
+    def _pinned(self, op: O.Pin) -> Any:
+        got = self._step(op)
+        if got.kind is ResultKind.NAME:
+            return PinRef(str(got.payload), op.proc, op.vpn, op.npages, op.mode.write)
+        return multiple()                                            # no handle on failure
+
+    @rule(target=pins, vma=vmas, index=_VMA_PAGES, npages=S.pin_counts(), mode=S.pin_modes())
+    def pin_vma(self, vma, index, npages, mode):
+        return self._pinned(O.Pin(vma.proc, vma.page(index), npages, mode))
+
+    @rule(target=pins, proc=procs, vpn=S.vpns(), npages=S.pin_counts(), mode=S.pin_modes())
+    def pin(self, proc, vpn, npages, mode):
+        return self._pinned(O.Pin(proc, vpn, npages, mode))
+
+    @rule(pin=pins, index=_PIN_INDEXES)
+    def pread(self, pin, index):
+        self._step(O.PinRead(pin.name, pin.index(index)))
+
+    @rule(pin=pins, index=_PIN_INDEXES, value=S.values())
+    def pwrite(self, pin, index, value):
+        self._step(O.PinWrite(pin.name, pin.index(index), value))
+
+    @rule(pin=consumes(pins))
+    def unpin(self, pin):
+        self._step(O.Unpin(pin.name))
+        if len(self.dead_pins) < MAX_DEAD_PINS:
+            self.dead_pins.append(pin.name)
+
+    @precondition(lambda self: self.dead_pins)
+    @rule(data=st.data(), index=st.integers(0, 3), value=S.values())
+    def use_after_unpin(self, data, index, value):
+        """pread / pwrite / unpin of a handle already unpinned: EINVAL in both."""
+        name = data.draw(st.sampled_from(self.dead_pins), label="pin")
+        op = data.draw(st.sampled_from((O.PinRead(name, index), O.PinWrite(name, index, value),
+                                        O.Unpin(name))), label="op")
+        self._step(op)
+
+    @rule(target=procs, pin=pins)
+    def fork_pinned(self, pin):
+        """fork of the pinning process (or of one that inherited the range): the
+        child must get its own copy of an exclusive pinned anon page."""
+        got = self._step(O.Fork(pin.proc))
+        return got.payload if got.kind is ResultKind.NAME else multiple()
+
+    @rule(pin=pins, proc=procs, index=_VMA_PAGES, value=S.values(),
+          kind=st.sampled_from((O.Write, O.Poke, O.Read)))
+    def touch_pinned(self, pin, proc, index, value, kind):
+        """A CPU write, a poke or a read of a pinned page, in the pinner or another
+        process (a child maps the same VPNs): a write must not break the pin's link
+        to the page it holds where the kernel keeps it."""
+        vpn = pin.vpn + index % pin.npages
+        self._step(O.Read(proc, vpn) if kind is O.Read else kind(proc, vpn, value))
+
+    @rule(pin=pins, proc=procs, data=st.data())
+    def remap_pinned(self, pin, proc, data):
+        """munmap, mprotect or madvise over the pinned range: the pin keeps its pages
+        (pread still sees them), the page tables lose or change their entries."""
+        op = data.draw(st.one_of(
+            st.just(O.Munmap(proc, pin.vpn, pin.npages)),
+            st.builds(O.Mprotect, st.just(proc), st.just(pin.vpn), st.just(pin.npages),
+                      S.prots()),
+            st.builds(O.Madvise, st.just(proc), st.just(pin.vpn), st.just(pin.npages),
+                      S.advices())), label="op")
+        self._step(op)
+
+    @rule(proc=procs, vpn=S.vpns(), value=S.values())
+    def poke(self, proc, vpn, value):
+        self._step(O.Poke(proc, vpn, value))
+
+    @rule(vma=vmas, index=_VMA_PAGES, value=S.values())
+    def poke_vma(self, vma, index, value):
+        """FOLL_FORCE write into a mapping: read-only and PROT_NONE private ones get a
+        COW copy only the poked process sees; shared read-only ones are EIO."""
+        self._step(O.Poke(vma.proc, vma.page(index), value))
 
     # --- probes and later issues ---------------------------------------------------------
 

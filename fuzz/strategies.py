@@ -8,8 +8,10 @@ below mmap_min_addr, TASK_SIZE, 2^52 wrap) to exercise errno paths; every edge
 branch shrinks back toward the common one.
 
 Kinds are weighted toward the ops the models support (issue-3 scope, see
-reference/machine.py), but every op kind of reference/ops.py can be drawn: ops
-outside the scope must return ENOSYS in both models, and that is checked too.
+reference/machine.py, then pins and poke: issue 6), but every op kind of
+reference/ops.py can be drawn: ops outside the scope must return ENOSYS in both
+models, and that is checked too. Pins land on the same window, so they meet
+fork, CPU writes, munmap, mprotect and poke of the pages they hold.
 
 Per-op strategies take names as a plain string or a strategy of names, so a
 user's own test can write ``write_ops("p0")`` or ``write_ops(st.sampled_from(
@@ -127,6 +129,32 @@ def file_map_flags() -> SearchStrategy[frozenset]:
                    one_in=12)
 
 
+PIN_MAX_PAGES = 1 << 18        # a longer pin fails before any walk (io_uring's 1 GiB)
+# Edge pin lengths: 0 and past PIN_MAX_PAGES fail at once; PIN_MAX_PAGES and a PMD are
+# valid and walk until the first page without a VMA (the window's mappings are small).
+EDGE_PIN_PAGES = (0, O.HPAGE_PMD_NR, PIN_MAX_PAGES, PIN_MAX_PAGES + 1, O.U64_MASK)
+
+
+@cache
+def pin_counts() -> SearchStrategy[int]:
+    """A pin length: 1..4 pages mostly (the window's mappings are 1..8 pages)."""
+    return _mostly(st.integers(1, 4), st.sampled_from(EDGE_PIN_PAGES), one_in=12)
+
+
+@cache
+def pin_modes() -> SearchStrategy[O.PinMode]:
+    """All four modes; rw first so that shrinking ends on the writable pin."""
+    return st.sampled_from((O.PinMode.RW, O.PinMode.R, O.PinMode.RW_LONGTERM,
+                            O.PinMode.R_LONGTERM))
+
+
+@cache
+def pin_indexes() -> SearchStrategy[int]:
+    """An index into a pin: 0..3 (inside a pin of pin_counts() pages, mostly), one draw
+    in 8 far past any pin (EINVAL)."""
+    return _mostly(st.integers(0, 3), st.sampled_from((8, O.HPAGE_PMD_NR, O.U64_MASK)))
+
+
 @cache
 def file_pages() -> SearchStrategy[int]:
     """A file offset or size in pages: within the window's size, sometimes 0 or past it."""
@@ -196,6 +224,28 @@ def fwrite_ops(file: NameArg) -> SearchStrategy[O.FileWrite]:
     return st.builds(O.FileWrite, _names(file), file_pages(), values())
 
 
+def pin_ops(proc: NameArg) -> SearchStrategy[O.Pin]:
+    return st.builds(O.Pin, _names(proc), vpns(), pin_counts(), pin_modes())
+
+
+def pread_ops(pin: NameArg) -> SearchStrategy[O.PinRead]:
+    return st.builds(O.PinRead, _names(pin), pin_indexes())
+
+
+def pwrite_ops(pin: NameArg) -> SearchStrategy[O.PinWrite]:
+    return st.builds(O.PinWrite, _names(pin), pin_indexes(), values())
+
+
+def unpin_ops(pin: NameArg) -> SearchStrategy[O.Unpin]:
+    return st.builds(O.Unpin, _names(pin))
+
+
+def poke_ops(proc: NameArg) -> SearchStrategy[O.Poke]:
+    """FOLL_FORCE writes: the window's read-only and PROT_NONE mappings (prots()
+    draws them half the time) are where poke differs from write."""
+    return st.builds(O.Poke, _names(proc), vpns(), values())
+
+
 def state_ops(proc: NameArg) -> SearchStrategy[O.State]:
     return st.builds(O.State, _names(proc), vpns())
 
@@ -221,6 +271,10 @@ class Scope:
 
     def proc_names(self) -> list[str]:
         return [f"p{i}" for i in range(self.procs)]
+
+    def pin_names(self) -> list[str]:
+        """h1..h{pins}, newest first (shrinking moves toward the newest pin)."""
+        return [f"h{i}" for i in range(self.pins, 0, -1)]
 
     def next_file(self) -> str:
         return f"f{len(self.files)}"
@@ -251,8 +305,8 @@ class Scope:
 
 
 def out_of_scope_ops(scope: Scope) -> SearchStrategy[O.Op]:
-    """One op of a later issue (pins, devices, GPU VMs, THP, KSM, settings), with names
-    valid in ``scope``: the models must both answer ENOSYS."""
+    """One op of a later issue (devices, GPU VMs, THP, KSM, settings, clear_refs),
+    with names valid in ``scope``: the models must both answer ENOSYS."""
     return _out_of_scope_ops(scope.key())
 
 
@@ -262,9 +316,7 @@ def _out_of_scope_ops(key: tuple) -> SearchStrategy[O.Op]:
     proc = st.sampled_from(scope.proc_names())
     dev = st.sampled_from(DEVICES)
     cands: list[SearchStrategy[O.Op]] = [
-        st.builds(O.Poke, proc, vpns(), values()),
         st.builds(O.ClearRefs, proc),
-        st.builds(O.Pin, proc, vpns(), page_counts(), st.sampled_from(list(O.PinMode))),
         st.builds(O.Split, proc, vpns()),
         st.just(O.KsmScan()),
         st.builds(O.Mirror, dev, proc, vpns(), page_counts()),
@@ -279,11 +331,6 @@ def _out_of_scope_ops(key: tuple) -> SearchStrategy[O.Op]:
                   st.builds(O.VmInit, st.just(scope.next_vm()), vpns(), page_counts())),
         st.sampled_from(list(O.SetKey)).flatmap(_set_ops),
     ]
-    if scope.pins:
-        pin = st.sampled_from([f"h{i}" for i in range(1, scope.pins + 1)])
-        cands += [st.builds(O.PinRead, pin, st.integers(0, 8)),
-                  st.builds(O.PinWrite, pin, st.integers(0, 8), values()),
-                  st.builds(O.Unpin, pin)]
     if scope.subs:
         cands.append(st.builds(O.Unmirror,
                                st.sampled_from([f"m{i}" for i in range(1, scope.subs + 1)])))
@@ -312,13 +359,16 @@ def _set_ops(key: O.SetKey) -> SearchStrategy[O.Set]:
 
 
 # Relative weights of the op kinds in programs(): faults and mmaps dominate because
-# they build the state (COW, sharing) that the other ops then cut and protect.
+# they build the state (COW, sharing) that the other ops then cut and protect; pins
+# (about one op in 16) and their DMA reads/writes, unpins and pokes come next.
 KIND_WEIGHTS: dict[str, int] = {
     "mmap": 3, "mmap_file": 2, "write": 5, "read": 3, "munmap": 1, "mprotect": 2,
     "madvise": 2, "fork": 1, "exit": 1, "file": 1, "fread": 1, "fwrite": 1, "state": 1,
-    "same": 1, "out_of_scope": 1,
+    "same": 1, "pin": 2, "pread": 1, "pwrite": 1, "unpin": 1, "poke": 1,
+    "out_of_scope": 1,
 }
 _NEEDS_FILE = {"mmap_file", "fread", "fwrite"}
+_NEEDS_PIN = {"pread", "pwrite", "unpin"}
 
 
 @lru_cache(maxsize=4096)
@@ -326,6 +376,7 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
     scope = Scope.from_key(key)
     proc = st.sampled_from(scope.proc_names())
     file = st.sampled_from(scope.files) if scope.files else None
+    pin = st.sampled_from(scope.pin_names()) if scope.pins else None
     table: dict[str, Callable[[], SearchStrategy[O.Op]]] = {
         "mmap": lambda: mmap_ops(proc), "mmap_file": lambda: mmap_ops(proc, file),
         "write": lambda: write_ops(proc), "read": lambda: read_ops(proc),
@@ -334,6 +385,9 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
         "exit": lambda: exit_ops(proc), "file": lambda: file_ops(scope.next_file()),
         "fread": lambda: fread_ops(file), "fwrite": lambda: fwrite_ops(file),
         "state": lambda: state_ops(proc), "same": lambda: same_ops(proc),
+        "pin": lambda: pin_ops(proc), "pread": lambda: pread_ops(pin),
+        "pwrite": lambda: pwrite_ops(pin), "unpin": lambda: unpin_ops(pin),
+        "poke": lambda: poke_ops(proc),
         "out_of_scope": lambda: out_of_scope_ops(scope),
     }
     return table[kind]()
@@ -347,7 +401,7 @@ def ops(scope: Scope, weights: Optional[dict[str, int]] = None) -> SearchStrateg
         raise ValueError(f"unknown op kinds {sorted(unknown)} in weights: use keys of "
                          f"KIND_WEIGHTS ({', '.join(KIND_WEIGHTS)})")
     kinds = [k for k, w in weights.items() for _ in range(w)
-             if scope.files or k not in _NEEDS_FILE]
+             if (scope.files or k not in _NEEDS_FILE) and (scope.pins or k not in _NEEDS_PIN)]
     if not kinds:
         raise ValueError(f"weights {weights} leave no op kind to draw in this scope")
     key = scope.key()
