@@ -34,14 +34,17 @@ cdef enum:
     PTE_FLAGS_MASK = 0xfff
 
     # --- non-present encodings: a swap entry keeps present = 0 and stores its type in
-    # bits 1..5, its offset (here: the pfn) from bit 12 on (include/linux/swapops.h).
-    # The only non-present entry the model creates is SWP_DEVICE_EXCLUSIVE (6.15+:
-    # one type, no readable/writable variants). Type bits never touch _PAGE_RW, so
-    # pte_write() of a non-present entry is false.
+    # bits 1..5, its offset from bit 12 on (include/linux/swapops.h). Two types exist:
+    # SWP_TYPE_ZRAM (the one swap device: offset = the swap slot, never 0: slot 0 is
+    # the header page) and SWP_DEVICE_EXCLUSIVE (6.15+: one type, offset = the pfn).
+    # Type bits are even, so they never touch _PAGE_RW: pte_write() of a non-present
+    # entry is false; nor _PAGE_DIRTY or _PAGE_SPECIAL.
     SWP_TYPE_SHIFT = 1
     SWP_TYPE_MASK = 0x1f
+    SWP_TYPE_ZRAM = 0                # swap type 0: the first (only) swapon'd device
     SWP_DEVICE_EXCLUSIVE = 0x1e
     _PAGE_SWP_SOFT_DIRTY = 1 << 7    # x86 keeps the soft-dirty bit of a swap PTE in _PAGE_PSE
+    _PAGE_SWP_EXCLUSIVE = 1 << 8     # pte_swp_exclusive: the page was PageAnonExclusive
 
     # --- folio flags (include/linux/page-flags.h)
     PG_anon = 1 << 0             # folio_test_anon
@@ -50,6 +53,10 @@ cdef enum:
     PG_free = 1 << 3             # on the free list
     PG_pagecache = 1 << 4        # in a shmem file's page cache (holds one ref)
     PG_locked = 1 << 5           # folio_lock held (by a `lock` op); cleared when freed
+    PG_ksm = 1 << 6              # folio_test_ksm: a merged KSM page (anon, never exclusive)
+    PG_dirty = 1 << 7            # stored to since it was read in (decides shmem pageout)
+    PG_swapcache = 1 << 8        # in the swap cache (holds one ref; swap.pxd finds the slot)
+    PG_ksm_stable = 1 << 9       # a KSM frame with a stable-tree node (merges go into it)
 
     # --- GUP (mm/gup.c)
     PIN_MAX_PAGES = 1 << 18      # pages per pin: 1 GiB, io_uring's limit per buffer
@@ -65,6 +72,7 @@ cdef enum:
     PROT_RW = 3
     VM_DONTCOPY = 1 << 0         # MADV_DONTFORK
     VM_WIPEONFORK = 1 << 1       # MADV_WIPEONFORK
+    VM_MERGEABLE = 1 << 2        # MADV_MERGEABLE: ksmd scans the VMA
     NO_FILE = -1                 # vma.file of a private anon VMA
 
     # --- mmap flag bits of an encoded op (ops.MapFlag)
@@ -83,6 +91,9 @@ cdef enum:
     ADV_KEEPONFORK = 5
     ADV_POPULATE_READ = 6
     ADV_POPULATE_WRITE = 7
+    ADV_PAGEOUT = 8
+    ADV_MERGEABLE = 9
+    ADV_UNMERGEABLE = 10
 
     FAULT_AROUND_PAGES = 16      # fault_around_bytes = 64 KiB
 
@@ -122,6 +133,7 @@ cdef enum:
     OP_DEVENTS = 25
     OP_LOCK = 26
     OP_UNLOCK = 27
+    OP_KSM_SCAN = 28
 
     # --- result kinds of the batch encoding (decoded in machine.pyx)
     RES_OK = 0
@@ -141,6 +153,7 @@ cdef enum:
     ENTRY_ANON = 2
     ENTRY_FILE = 3
     ENTRY_DEVEXCL = 4            # a device-exclusive (non-present) entry
+    ENTRY_SWAP = 5               # a swap entry (non-present; STATE_EXCL: its exclusive marker)
     STATE_WRITABLE = 1 << 4
     STATE_DIRTY = 1 << 5
     STATE_SOFT_DIRTY = 1 << 6
@@ -185,6 +198,8 @@ cdef enum:
     MUTANT_POKE_WRITES_PAGECACHE = 17        # can_follow_write_pte (FOLL_FORCE: Dirty COW)
     MUTANT_RESTORE_WITHOUT_NOTIFIER = 18     # remove_device_exclusive_entry
     MUTANT_COW_WITHOUT_INVALIDATION = 19     # wp_page_copy (mmu_notifier_invalidate_range_start)
+    MUTANT_KSM_MERGES_PINNED_PAGE = 20       # write_protect_page (mapcount/refcount check)
+    MUTANT_FORK_KEEPS_SWAP_EXCLUSIVE = 21    # copy_nonpresent_pte (pte_swp_clear_exclusive)
 
 # Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
 cdef extern from *:

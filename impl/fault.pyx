@@ -17,6 +17,13 @@
 # - Any fault on a device-exclusive entry only restores it (CLEAR, owner NULL, first) and
 #   returns: the access is retried on the restored entry (do_swap_page). The folio
 #   lock is not looked at there; wp_can_reuse_anon_folio's trylock is.
+# - Any fault on a swap entry swaps it in (do_swap_page, swap-ksm.md "Swap-in"): the
+#   swap-cache folio, else for the last reference a fresh folio kept out of the cache
+#   (zram bypass: certainly exclusive), else a new swap-cache folio; exclusive (writable
+#   with VM_WRITE) when the entry's marker says so or nothing else references it; a
+#   write fault then goes on to do_wp_page if the entry is still read-only.
+# - wp_can_reuse_anon_folio never reuses a KSM page; a swap-cache folio first leaves
+#   the cache when no swap entry needs it (folio_free_swap).
 
 
 cdef inline uint64_t maybe_mkwrite(vma_t *v, uint64_t pte) noexcept nogil:
@@ -131,6 +138,7 @@ cdef int do_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *pt
     set_pte_at(ptep, vpn, _file_pte(v, pfn))
     if flags & FAULT_FLAG_WRITE:                 # do_shared_fault
         ptep[0] = pte_mkdirty(pte_mkwrite(ptep[0]))
+        folio.flags |= PG_dirty                  # fault_dirty_shared_page
     return VM_FAULT_OK
 
 
@@ -166,6 +174,18 @@ cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t
     return VM_FAULT_OK
 
 
+cdef bint wp_can_reuse_anon_folio(machine_t *m, uint32_t pfn, folio_t *folio) noexcept nogil:
+    """Order 0: never a KSM page; no references besides this PTE and the swap cache's;
+    folio_trylock succeeds (a `lock` held on it: no reuse); a swap-cache folio leaves the
+    cache if no swap entry needs it (folio_free_swap); then refcount == 1."""
+    cdef int32_t cached = 1 if folio.flags & PG_swapcache else 0
+    if (folio.flags & PG_ksm) or folio.refcount > 1 + cached or folio_test_locked(folio):
+        return False
+    if cached:
+        folio_free_swap(m, pfn)
+    return folio.refcount == 1
+
+
 cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *ptep,
                     int flags) noexcept nogil:
     """Write (or unshare) fault on a present read-only entry (do_wp_page)."""
@@ -175,8 +195,9 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *
     cdef bint excl
     if v.shared:
         # wp_page_shared: never copy (only reached with VM_WRITE: GUP refuses FOLL_FORCE
-        # writes and never unshares in a shared mapping)
+        # writes and never unshares in a shared mapping); fault_dirty_shared_page
         ptep[0] = pte_mkwrite(pte_mkdirty(pte))
+        pfn_folio(&m.mem, pte_pfn(pte)).flags |= PG_dirty
         return VM_FAULT_OK
     if pte_special(pte):
         return wp_page_copy(m, mm, idx, vpn, ptep, flags)   # zero page: vm_normal_page() is NULL
@@ -185,9 +206,8 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *
         excl = (folio.flags & PG_anon_exclusive) != 0
         if m.mutant == MUTANT_NO_ANON_EXCLUSIVE_REUSE:
             excl = False                         # mutant: reuse decided by refcount alone
-        # PageAnonExclusive || wp_can_reuse_anon_folio (order 0: refcount == 1 and
-        # folio_trylock succeeds; the lock is dropped again at once)
-        if excl or (folio.refcount == 1 and not folio_test_locked(folio)) \
+        # PageAnonExclusive || wp_can_reuse_anon_folio
+        if excl or wp_can_reuse_anon_folio(m, pte_pfn(pte), folio) \
                 or m.mutant == MUTANT_REUSE_IGNORES_REFCOUNT:
             folio.flags |= PG_anon_exclusive
             if not (flags & FAULT_FLAG_UNSHARE):     # unshare: the entry stays read-only
@@ -227,6 +247,57 @@ cdef void remove_device_exclusive_entry(machine_t *m, mm_t *mm, int32_t idx, int
     restore_exclusive_pte(m, &mm.vmas[idx], ptep)
 
 
+cdef int do_swap_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *ptep,
+                      int flags) noexcept nogil:
+    """Swap in the swap entry at ptep (zram: SWP_SYNCHRONOUS_IO) and map it; a write
+    fault that leaves the entry read-only goes on to do_wp_page (FAULT_FLAG_UNSHARE is
+    a read here: GUP only unshares present entries).
+    1. the folio: the slot's swap-cache folio; else, for the last reference, a fresh one
+       kept out of the cache (folio != swapcache: certainly exclusive); else a new one
+       added to the cache. exclusive = pte_swp_exclusive otherwise.
+    2. swap_free; 3. should_try_to_free_swap: a swap-cache folio on a write fault with
+       refcount 2 (cache + ours) leaves the cache if no entry needs the slot;
+    4. not KSM and (exclusive or ours is the only reference): RMAP_EXCLUSIVE, writable
+       with VM_WRITE and then dirty for a write; else read-only and clean. Soft-dirty
+       comes from the swap entry. 6. the slot is freed when nothing needs it.
+    No MMU notifier fires (the entry was not present)."""
+    cdef uint64_t orig = ptep[0], pte
+    cdef uint32_t s = swp_offset(orig), pfn
+    cdef swap_slot_t *slot = swap_slot(&m.swap, s)
+    cdef bint write = (flags & FAULT_FLAG_WRITE) != 0
+    cdef bint exclusive = pte_swp_exclusive(orig)
+    cdef folio_t *folio
+    if slot.cache != 0:                          # swap_cache_get_folio
+        pfn = slot.cache
+        folio = pfn_folio(&m.mem, pfn)
+        folio_get(folio)                         # the fault's reference: the PTE's
+    else:
+        pfn = folio_alloc(&m.mem, &m.kmem, PG_anon, slot.value)   # swapin_read_folio
+        if pfn == 0:
+            return VM_FAULT_OOM
+        folio = pfn_folio(&m.mem, pfn)
+        if slot.count == 1:
+            exclusive = True                     # skip the swap cache: a fresh page
+        elif swap_cache_add(m, s, pfn) < 0:
+            return VM_FAULT_OOM
+    slot.count -= 1                              # swap_free_nr
+    if (folio.flags & PG_swapcache) and write and folio.refcount == 2 and slot.count == 0:
+        swap_cache_del(m, pfn)                   # should_try_to_free_swap + folio_free_swap
+    pte = pfn_pte(pfn, _PAGE_ACCESSED | (_PAGE_SOFT_DIRTY if pte_swp_soft_dirty(orig) else 0))
+    if not (folio.flags & PG_ksm) and (exclusive or folio.refcount == 1):
+        folio.flags |= PG_anon_exclusive         # RMAP_EXCLUSIVE
+        if mm.vmas[idx].prot == PROT_RW:
+            pte = pte_mkwrite(pte)
+            if write:
+                pte = pte_mkdirty(pte)
+    folio.mapcount += 1                          # folio_add_anon_rmap_pte
+    ptep[0] = pte                                # the slot stays used: set_pte_at over it
+    swap_slot_release(m, s)                      # nothing needs it any more: freed
+    if write and not pte_write(pte):
+        return do_wp_page(m, mm, idx, vpn, ptep, flags)
+    return VM_FAULT_OK
+
+
 cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
                          int flags) noexcept nogil:
     """Resolve a fault at vpn inside VMA idx (handle_pte_fault).
@@ -246,7 +317,9 @@ cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
         if vma_is_anon_private(&mm.vmas[idx]):
             return do_anonymous_page(m, mm, idx, vpn, ptep, flags)
         return do_fault(m, mm, idx, vpn, ptep, flags)
-    if not pte_present(pte):                     # do_swap_page: only DX entries exist
+    if not pte_present(pte):                     # do_swap_page
+        if is_swap_pte(pte):
+            return do_swap_page(m, mm, idx, vpn, ptep, flags)
         remove_device_exclusive_entry(m, mm, idx, vpn, ptep)
         return VM_FAULT_OK
     if flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE):

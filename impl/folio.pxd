@@ -3,9 +3,9 @@
 # through the value field, and pfn 0 reserved for the zero page.
 
 ctypedef struct folio_t:
-    int32_t refcount    # references: one per mapping PTE + one while in a page cache
+    int32_t refcount    # references: one per mapping PTE + page cache + swap cache + pins
     int32_t mapcount    # PTEs mapping the frame (kernel: _mapcount + 1)
-    int32_t pincount    # FOLL_PIN count (always 0 in issue 3)
+    int32_t pincount    # FOLL_PIN count
     uint32_t flags      # PG_* bits (constants.pxi)
     uint64_t value      # page contents; for a free frame: the next free pfn
 
@@ -37,6 +37,12 @@ cdef inline bint folio_trylock(folio_t *f) noexcept nogil:
 
 cdef inline void folio_unlock(folio_t *f) noexcept nogil:
     f.flags &= ~(<uint32_t>PG_locked)
+
+cdef inline void folio_store(folio_t *f, uint64_t value) noexcept nogil:
+    """A store into the page (CPU, write(2), /proc/pid/mem, DMA): contents and PG_dirty
+    (set_page_dirty / folio_mark_dirty)."""
+    f.value = value
+    f.flags |= PG_dirty
 
 cdef inline void folio_get(folio_t *f) noexcept nogil:
     f.refcount += 1

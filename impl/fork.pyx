@@ -7,6 +7,8 @@
 # read-only; page-cache pages are shared read-only; the zero page is copied as is.
 # A pinned AnonExclusive page is copied for the child at once (copy_present_page).
 # Each VMA whose entries are copied fires PROTECTION_PAGE over it in the parent first.
+# A swap entry is copied: one more slot reference, and its exclusive marker is cleared
+# in parent and child (copy_nonpresent_pte: pte_swp_clear_exclusive).
 # A device-exclusive entry is restored in the parent (no event of its own: the
 # PROTECTION_PAGE covers it) and then copied as present; if its folio is locked the
 # fork fails (copy_nonpresent_pte -> try_restore_exclusive_pte: -EBUSY, which
@@ -60,6 +62,14 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
         dst = pte_table_of(dst, vpn)
     while i < end:
         pte = table[i]
+        if not pte_present(pte) and is_swap_pte(pte):   # copy_nonpresent_pte: swap_duplicate
+            m.swap.slots[swp_offset(pte)].count += 1
+            if m.mutant != MUTANT_FORK_KEEPS_SWAP_EXCLUSIVE:   # mutant: the marker stays
+                pte &= ~(<uint64_t>_PAGE_SWP_EXCLUSIVE)      # shared now: in BOTH tables
+                table[i] = pte
+            table_set(dst, i, pte)               # soft-dirty copied
+            i = next_used(table, i + 1, end)
+            continue
         if not pte_present(pte):                 # copy_nonpresent_pte: a DX entry
             if folio_test_locked(pfn_folio(&m.mem, pte_pfn(pte))):
                 c.err = ENOMEM                   # trylock failed: -EBUSY, fork sees -ENOMEM

@@ -65,7 +65,7 @@ cdef int64_t _follow_page(machine_t *m, mm_t *mm, int64_t vpn, int gup) noexcept
     for tries in range(4):                       # each fault makes the next follow succeed
                                                  # (a DX restore may need one more)
         ptep = pte_offset_map(mm.pgd, vpn)
-        # none or device-exclusive (follow_page_pte: !pte_present) -> fault
+        # none, swap or device-exclusive (follow_page_pte: !pte_present) -> fault
         if ptep == NULL or not pte_present(ptep[0]) or (
                 (gup & GUP_WRITE) and not _can_follow_write_pte(m, &mm.vmas[idx], ptep[0], gup)):
             rc = handle_mm_fault(m, mm, idx, vpn, FAULT_FLAG_WRITE if gup & GUP_WRITE else 0)
@@ -165,7 +165,7 @@ cdef void sys_poke(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
         if not m.kmem.oom:
             res_set(r, RES_ERRNO, EIO)
         return
-    pfn_folio(&m.mem, <uint32_t>pfn).value = value   # copy_to_user_page
+    folio_store(pfn_folio(&m.mem, <uint32_t>pfn), value)   # copy_to_user_page + set_page_dirty_lock
     res_set(r, RES_OK, 0)
 
 

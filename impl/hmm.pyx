@@ -239,7 +239,7 @@ cdef void sys_daccess(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn, bint wri
             return
     folio = pfn_folio(&m.mem, pfn)
     if write:
-        folio.value = value
+        folio_store(folio, value)
         res_set(r, RES_OK, 0)
     else:
         res_set(r, RES_VALUE, folio.value)
@@ -317,7 +317,7 @@ cdef void sys_datomic(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn, uint64_t
             return
     folio = pfn_folio(&m.mem, pfn)
     res_set(r, RES_VALUE, folio.value)
-    folio.value = folio.value + add
+    folio_store(folio, folio.value + add)
 
 
 cdef void sys_devents(machine_t *m, int32_t dev, mm_res_t *r) noexcept nogil:

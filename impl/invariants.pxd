@@ -16,7 +16,7 @@ cdef enum:
     INV_TABLE_BITMAP = 12    # a table's used bitmap disagrees with its entries
     INV_PINCOUNT = 13        # pincount != live pin handles holding the frame
     INV_I3 = 14              # a pinned anon page is not AnonExclusive
-    INV_DX_PAGE = 15         # a non-present entry that is not DX, or DX on a page not anon+AE
+    INV_DX_PAGE = 15         # a non-present entry neither swap nor DX, or DX on a page not anon+AE
     INV_MIRROR_PROC = 16     # a mirror entry of a process that is not alive
     INV_MIRROR_SUB = 17      # a mirror entry no live subscription of its device covers
     INV_MIRROR_FRAME = 18    # a mirror entry whose frame the CPU entry does not map
@@ -24,6 +24,12 @@ cdef enum:
     INV_MIRROR_COUNT = 20    # a device's nr_mirror != its mirror entries
     INV_EVENT_SUB = 21       # a pending event naming no subscription of its device
     INV_SUB_INDEX = 22       # an mm's subscription index != its live subscriptions (or seq < 0)
+    INV_SWAP_ENTRY = 23      # a swap entry / swapped file page naming a free or unknown slot
+    INV_SWAP_COUNT = 24      # slot count != swap entries + swapped file pages referencing it
+    INV_SWAP_FREE = 25       # a slot with count 0 and no cache not freed (or a bad free list)
+    INV_SWAP_CACHE = 26      # swap-cache link broken (slot.cache <-> PG_swapcache + back link)
+    INV_SWP_EXCL = 27        # a swap entry's exclusive marker on a slot others reference
+    INV_KSM = 28             # a KSM page that is not anon, or is AnonExclusive
 
 ctypedef struct inv_report_t:
     int32_t code             # INV_*

@@ -7,6 +7,7 @@ ctypedef struct inv_ctx_t:
     mm_t *mm
     int32_t proc
     int32_t *maps            # per pfn: PTEs found mapping it
+    int32_t *srefs           # per slot: swap entries (and swapped file pages) naming it
     inv_report_t *rep
 
 
@@ -40,6 +41,9 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         if find_vma(c.mm, vpn + i) < 0:
             _fail(c.rep, INV_OUTSIDE_VMA, c.proc, vpn + i, pte_pfn(pte), 0, 0)
             continue
+        if is_swap_pte(pte):
+            _check_swap_pte(c, vpn + i, pte)
+            continue
         pfn = pte_pfn(pte)
         # the zero page is never writable and is the only special entry
         if pte_special(pte):
@@ -59,27 +63,97 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
             if not is_device_exclusive_entry(pte) or (folio.flags & (PG_anon | PG_anon_exclusive)) \
                     != (PG_anon | PG_anon_exclusive):
                 _fail(c.rep, INV_DX_PAGE, c.proc, vpn + i, pfn, <int64_t>pte, folio.flags)
-        # I1: writable anon => AnonExclusive
+        # I1: writable anon => AnonExclusive (never a KSM page)
         elif pte_write(pte) and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
             _fail(c.rep, INV_I1, c.proc, vpn + i, pfn, PG_anon_exclusive, folio.flags)
         c.maps[pfn] += 1                         # a DX entry counts as a mapping (6.15+)
 
 
-cdef void _count_cache(machine_t *m, int32_t *cached) noexcept nogil:
+cdef void _check_swap_pte(inv_ctx_t *c, int64_t vpn, uint64_t pte) noexcept nogil:
+    """A swap entry names a slot in use; an exclusive marker means no other reference
+    (the swap analogue of I2: fork clears it, a shared slot is never exclusive)."""
+    cdef uint32_t s = swp_offset(pte)
+    cdef swap_slot_t *slot
+    if s == 0 or s >= <uint32_t>c.m.swap.nr_slots or c.m.swap.slots[s].count < 0:
+        _fail(c.rep, INV_SWAP_ENTRY, c.proc, vpn, -1, s, <int64_t>pte)
+        return
+    c.srefs[s] += 1
+    slot = &c.m.swap.slots[s]
+    if pte_swp_exclusive(pte) and (slot.count != 1 or slot.cache != 0):
+        _fail(c.rep, INV_SWP_EXCL, c.proc, vpn, slot.cache, 1, slot.count)
+
+
+cdef void _count_cache(machine_t *m, int32_t *cached, int32_t *srefs,
+                       inv_report_t *rep) noexcept nogil:
+    """Page-cache references per pfn and swapped-page references per slot."""
     cdef int32_t i
-    cdef int64_t n, j
+    cdef int64_t n, j, total
     cdef cache_page_t *buf
     for i in range(m.nr_files):
-        if m.files[i].nr_pages == 0:
+        total = m.files[i].nr_pages + m.files[i].nr_swapped
+        if total == 0:
             continue
-        buf = <cache_page_t *>calloc(m.files[i].nr_pages, sizeof(cache_page_t))
+        buf = <cache_page_t *>calloc(total, sizeof(cache_page_t))
         if buf == NULL:
             m.kmem.oom = 1
             return
-        n = shmem_collect(m.files[i], buf, m.files[i].nr_pages)
+        n = shmem_collect(m.files[i], buf, total)
+        if n != total:
+            _fail(rep, INV_PAGECACHE, -1, -1, -1, total, n)
         for j in range(n):
-            cached[buf[j].pfn] += 1
+            if buf[j].pfn == 0:
+                if buf[j].slot == 0 or buf[j].slot >= <uint32_t>m.swap.nr_slots \
+                        or m.swap.slots[buf[j].slot].count < 0:
+                    _fail(rep, INV_SWAP_ENTRY, -1, buf[j].pgoff, -1, buf[j].slot, i)
+                else:
+                    srefs[buf[j].slot] += 1
+            else:
+                cached[buf[j].pfn] += 1
         free(buf)
+
+
+cdef void _check_swap(machine_t *m, int32_t *srefs, int32_t *swapcached,
+                      inv_report_t *rep) noexcept nogil:
+    """swap-ksm.md invariants of the slots: count == references; a slot nobody
+    references and nothing caches is free; the swap-cache links agree both ways."""
+    cdef swap_info_t *si = &m.swap
+    cdef int64_t nfree = 0
+    cdef uint32_t s, pfn
+    cdef folio_t *folio
+    for s in range(1, <uint32_t>si.nr_slots):
+        if si.slots[s].count < 0:
+            nfree += 1
+            if si.slots[s].count != -1 or srefs[s] != 0 or si.slots[s].cache != 0:
+                _fail(rep, INV_SWAP_FREE, -1, -1, si.slots[s].cache, srefs[s], si.slots[s].count)
+            continue
+        if si.slots[s].count != srefs[s]:
+            _fail(rep, INV_SWAP_COUNT, -1, -1, si.slots[s].cache, srefs[s], si.slots[s].count)
+        pfn = si.slots[s].cache
+        if pfn == 0:
+            if si.slots[s].count == 0:
+                _fail(rep, INV_SWAP_FREE, -1, -1, 0, 1, 0)   # should have been freed
+            continue
+        if pfn >= m.mem.nr_frames:
+            _fail(rep, INV_SWAP_CACHE, -1, -1, pfn, s, 0)
+            continue
+        folio = pfn_folio(&m.mem, pfn)
+        if (folio.flags & (PG_free | PG_anon | PG_swapcache)) != (PG_anon | PG_swapcache) \
+                or pfn >= si.cap_cache_of or si.cache_of[pfn] != s:
+            _fail(rep, INV_SWAP_CACHE, -1, -1, pfn, s, folio.flags)
+            continue
+        swapcached[pfn] += 1
+    if nfree != si.nr_free:
+        _fail(rep, INV_SWAP_FREE, -1, -1, -1, si.nr_free, nfree)
+    nfree = 0
+    s = si.free_head
+    while s != 0 and nfree <= si.nr_free:
+        if s >= <uint32_t>si.nr_slots or si.slots[s].count != -1:
+            _fail(rep, INV_SWAP_FREE, -1, -1, -1, s, nfree)
+            break
+        nfree += 1
+        s = <uint32_t>si.slots[s].value
+    if nfree != si.nr_free:
+        _fail(rep, INV_SWAP_FREE, -1, -1, -1, si.nr_free, nfree)
 
 
 ctypedef struct mirror_ctx_t:
@@ -115,7 +189,7 @@ cdef void _check_mirror_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) n
         # P's entry at vpn (present or DX) maps the frame
         cpup = pte_offset_map(mm.pgd, v)
         cpu = cpup[0] if cpup != NULL else 0
-        if cpu == 0 or pte_pfn(cpu) != pte_pfn(e):
+        if cpu == 0 or is_swap_pte(cpu) or pte_pfn(cpu) != pte_pfn(e):
             _fail(c.rep, INV_MIRROR_FRAME, c.proc, v, pte_pfn(e), <int64_t>e, <int64_t>cpu)
             continue
         # rw: present and writable, or DX; atomic: DX
@@ -202,16 +276,23 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
     cdef folio_t *folio
     cdef int32_t *cached
     cdef int32_t *pinned
+    cdef int32_t *swapcached
     cdef mm_t *mm
     cdef int64_t j
+    cdef int32_t sc
     rep.code = INV_OK
     ctx.maps = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     cached = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     pinned = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
-    if ctx.maps == NULL or cached == NULL or pinned == NULL:
+    swapcached = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
+    ctx.srefs = <int32_t *>calloc(m.swap.nr_slots + 1, sizeof(int32_t))
+    if ctx.maps == NULL or cached == NULL or pinned == NULL or swapcached == NULL \
+            or ctx.srefs == NULL:
         free(ctx.maps)
         free(cached)
         free(pinned)
+        free(swapcached)
+        free(ctx.srefs)
         m.kmem.oom = 1
         return INV_OK
     ctx.m = m
@@ -228,7 +309,8 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
         ctx.mm = mm
         ctx.proc = p
         walk_pte_runs(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, &ctx)
-    _count_cache(m, cached)
+    _count_cache(m, cached, ctx.srefs, rep)
+    _check_swap(m, ctx.srefs, swapcached, rep)
     for i in range(m.nr_pins):
         if m.pins[i].live:
             for j in range(m.pins[i].npages):
@@ -246,6 +328,13 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
         # page-cache membership matches the flag (each page in at most one cache)
         if cached[pfn] != (1 if folio.flags & PG_pagecache else 0):
             _fail(rep, INV_PAGECACHE, -1, -1, pfn, cached[pfn], folio.flags)
+        # swap-cache membership matches the flag (the slot's link checked both ways)
+        sc = 1 if folio.flags & PG_swapcache else 0
+        if swapcached[pfn] != sc:
+            _fail(rep, INV_SWAP_CACHE, -1, -1, pfn, swapcached[pfn], folio.flags)
+        # a KSM page is anon and never AnonExclusive
+        if (folio.flags & PG_ksm) and (folio.flags & (PG_anon | PG_anon_exclusive)) != PG_anon:
+            _fail(rep, INV_KSM, -1, -1, pfn, PG_anon, folio.flags)
         if folio.mapcount != ctx.maps[pfn]:
             _fail(rep, INV_MAPCOUNT, -1, -1, pfn, ctx.maps[pfn], folio.mapcount)
         if folio.pincount != pinned[pfn]:
@@ -253,9 +342,9 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
         # I3: a pinned anon page is AnonExclusive (gup_must_unshare; fork copies it)
         if pinned[pfn] and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
             _fail(rep, INV_I3, -1, -1, pfn, PG_anon_exclusive, folio.flags)
-        # refcount == mappings + page-cache reference + pins
-        if folio.refcount != ctx.maps[pfn] + cached[pfn] + pinned[pfn]:
-            _fail(rep, INV_REFCOUNT, -1, -1, pfn, ctx.maps[pfn] + cached[pfn] + pinned[pfn],
+        # refcount == mappings + page-cache reference + swap-cache reference + pins
+        if folio.refcount != ctx.maps[pfn] + cached[pfn] + sc + pinned[pfn]:
+            _fail(rep, INV_REFCOUNT, -1, -1, pfn, ctx.maps[pfn] + cached[pfn] + sc + pinned[pfn],
                   folio.refcount)
         # I2: AnonExclusive => mapped at most once
         if (folio.flags & PG_anon_exclusive) and ctx.maps[pfn] > 1:
@@ -266,4 +355,6 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
     free(ctx.maps)
     free(cached)
     free(pinned)
+    free(swapcached)
+    free(ctx.srefs)
     return rep.code

@@ -11,6 +11,7 @@ from libc.stdlib cimport malloc, realloc, free
 include "kmem.pyx"
 include "folio.pyx"
 include "pagetable.pyx"
+include "swap.pyx"
 include "shmem.pyx"
 include "vma.pyx"
 include "mm.pyx"
@@ -23,6 +24,8 @@ include "hmm.pyx"
 include "mmap.pyx"
 include "mprotect.pyx"
 include "madvise.pyx"
+include "vmscan.pyx"
+include "ksm.pyx"
 include "invariants.pyx"
 include "snapshot.pyx"
 
@@ -207,6 +210,28 @@ userptr (spec seed 002) was the driver that missed COW and kept DMA-ing into the
 page. The mutant fires nothing: after fork and a CPU write (COW copy) the device still
 reads the frame the child keeps. Program: write 1, mirror, fork, dread (mirrors r),
 write 2: `devents` shows no clear item and `dread` returns 1 (faithful: 2).""",
+    "ksm_merges_pinned_page": """\
+KSM merges a pinned page: write_protect_page skips its mapcount/refcount check.
+Rule: write_protect_page clears the PTE, then refuses the merge when
+folio_mapcount + 1 + swapcache != folio_ref_count ("Check that no O_DIRECT or similar I/O
+is in progress on the page", there since KSM itself, commit 31dbd01f3143 "ksm: Kernel
+SamePage Merging", 2.6.32): a pinned page may be written by DMA at any time, so it must
+stay private (the kernel facts: a pinned page never merges). The mutant skips the check:
+the pinned frame becomes the KSM page shared with its twin, and the device's next DMA
+write changes the twin's data too (and the pinned page is no longer AnonExclusive).
+Program: two pages of 7, pin the second rw,longterm, mergeable, ksm_scan: 1 page shared
+(faithful: 0); `pwrite h1 0 9` then shows 9 at the first page (faithful: 7).""",
+    "fork_keeps_swap_exclusive": """\
+fork copies a swap entry without clearing its exclusive marker: the swap-in maps it writable.
+Rule: copy_nonpresent_pte duplicates a swap entry (swap_duplicate) and, because the slot
+is shared now, clears pte_swp_exclusive in the PARENT's entry and copies the cleared
+entry to the child (commit 1493a1913e34 "mm/swap: remember PG_anon_exclusive via a swp
+pte bit", 5.19, the swap half of the PG_anon_exclusive COW rework). do_swap_page then
+maps a swap-cache page read-only (not exclusive) and the first write copies. The mutant
+keeps the marker in both entries: the parent's swap-in sets PageAnonExclusive on the
+swap-cache folio the child will also map and maps it writable, so the parent's store
+leaks into the child. Program: write 5, pageout, fork, p0 reads (swap cache) and writes
+9: p1 reads 9 (faithful: 5); `state` after the fork still shows `excl` (faithful: not).""",
 }
 _MUTANT_CODE = {
     "no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE,
@@ -228,6 +253,8 @@ _MUTANT_CODE = {
     "poke_writes_pagecache": MUTANT_POKE_WRITES_PAGECACHE,
     "restore_without_notifier": MUTANT_RESTORE_WITHOUT_NOTIFIER,
     "cow_without_invalidation": MUTANT_COW_WITHOUT_INVALIDATION,
+    "ksm_merges_pinned_page": MUTANT_KSM_MERGES_PINNED_PAGE,
+    "fork_keeps_swap_exclusive": MUTANT_FORK_KEEPS_SWAP_EXCLUSIVE,
 }
 assert _MUTANT_CODE.keys() == MUTANTS.keys(), "every mutant needs a doc and a code"
 
@@ -240,7 +267,7 @@ _OPCODE = {
     _ops.PinWrite: OP_PWRITE, _ops.Unpin: OP_UNPIN, _ops.Mirror: OP_MIRROR,
     _ops.Unmirror: OP_UNMIRROR, _ops.DevRead: OP_DREAD, _ops.DevWrite: OP_DWRITE,
     _ops.DevExclusive: OP_DEXCL, _ops.DevAtomic: OP_DATOMIC, _ops.DevEvents: OP_DEVENTS,
-    _ops.Lock: OP_LOCK, _ops.Unlock: OP_UNLOCK,
+    _ops.Lock: OP_LOCK, _ops.Unlock: OP_UNLOCK, _ops.KsmScan: OP_KSM_SCAN,
 }   # every other op class has no model rules yet: OP_ENOSYS
 _PIN_MODE = {_ops.PinMode.R: 0, _ops.PinMode.RW: GUP_WRITE,
              _ops.PinMode.R_LONGTERM: GUP_LONGTERM,
@@ -255,10 +282,13 @@ _ADVICE_CODE = {_ops.Advice.DONTNEED: ADV_DONTNEED, _ops.Advice.DONTFORK: ADV_DO
                 _ops.Advice.DOFORK: ADV_DOFORK, _ops.Advice.WIPEONFORK: ADV_WIPEONFORK,
                 _ops.Advice.KEEPONFORK: ADV_KEEPONFORK,
                 _ops.Advice.POPULATE_READ: ADV_POPULATE_READ,
-                _ops.Advice.POPULATE_WRITE: ADV_POPULATE_WRITE}   # others: ADV_UNSUPPORTED
+                _ops.Advice.POPULATE_WRITE: ADV_POPULATE_WRITE,
+                _ops.Advice.PAGEOUT: ADV_PAGEOUT, _ops.Advice.MERGEABLE: ADV_MERGEABLE,
+                _ops.Advice.UNMERGEABLE: ADV_UNMERGEABLE}   # others: ADV_UNSUPPORTED
 
 _ENTRY_KIND = {ENTRY_ZERO: _state.EntryKind.ZERO, ENTRY_ANON: _state.EntryKind.ANON,
-               ENTRY_FILE: _state.EntryKind.FILE, ENTRY_DEVEXCL: _state.EntryKind.DEVEXCL}
+               ENTRY_FILE: _state.EntryKind.FILE, ENTRY_DEVEXCL: _state.EntryKind.DEVEXCL,
+               ENTRY_SWAP: _state.EntryKind.SWAP}
 _EVENT_KIND = {MMU_NOTIFY_UNMAP: "unmap", MMU_NOTIFY_CLEAR: "clear",
                MMU_NOTIFY_PROTECTION_VMA: "protection_vma",
                MMU_NOTIFY_PROTECTION_PAGE: "protection_page", MMU_NOTIFY_EXCLUSIVE: "exclusive",
@@ -283,7 +313,7 @@ _INV_NAMES = {
     INV_TABLE_BITMAP: "page-table used bitmap == non-none entries",
     INV_PINCOUNT: "pincount == live pins holding the frame",
     INV_I3: "I3 pinned anon => AnonExclusive",
-    INV_DX_PAGE: "a non-present entry is device-exclusive, on an AnonExclusive anon page",
+    INV_DX_PAGE: "a non-present entry is swap, or device-exclusive on an AnonExclusive anon page",
     INV_MIRROR_PROC: "mirror entries only for live processes",
     INV_MIRROR_SUB: "a live subscription of the device covers each mirror entry",
     INV_MIRROR_FRAME: "a mirror entry maps the frame of the CPU entry (present or DX)",
@@ -291,6 +321,12 @@ _INV_NAMES = {
     INV_MIRROR_COUNT: "device nr_mirror == its mirror entries",
     INV_EVENT_SUB: "a pending event names a subscription of its device, range inside it",
     INV_SUB_INDEX: "an mm's subscription index == its live subscriptions (seq >= 0)",
+    INV_SWAP_ENTRY: "a swap entry / swapped file page names a slot in use",
+    INV_SWAP_COUNT: "slot count == swap entries + swapped file pages referencing it",
+    INV_SWAP_FREE: "a slot nothing references or caches is free (free list == nr_free)",
+    INV_SWAP_CACHE: "slot.cache <=> PG_swapcache folio linked back to that slot",
+    INV_SWP_EXCL: "a swap entry's exclusive marker => its slot's only reference, uncached",
+    INV_KSM: "a KSM page is anon and never AnonExclusive",
 }
 
 
@@ -376,6 +412,7 @@ cdef class ImplMachine:
         self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
         self.m.mem.sections = NULL
         self.m.mem.nr_sections = 0
+        swap_info_init(&self.m.swap)
         if mem_map_init(&self.m.mem, &self.m.kmem) < 0:
             raise MemoryError("cannot allocate the frame table")
         cdef mm_t *p0 = mm_alloc(self.m)
@@ -405,6 +442,7 @@ cdef class ImplMachine:
             kfree(&m.kmem, m.files[i], sizeof(shmem_t))
         kfree(&m.kmem, m.files, m.cap_files * sizeof(shmem_t *))
         pins_destroy(m)
+        swap_info_destroy(&m.swap, &m.kmem)
         mem_map_destroy(&m.mem, &m.kmem)
         table_pool_trim(&m.kmem, 0)
         free(m)
@@ -458,7 +496,7 @@ cdef class ImplMachine:
         o.proc = -1
         o.a0 = o.a1 = o.a2 = o.a3 = 0
         o.a4 = o.a5 = -1
-        if code == OP_ENOSYS:
+        if code == OP_ENOSYS or code == OP_KSM_SCAN:
             return 0
         if code == OP_FILE:
             o.a0 = self._file(op.file)
@@ -649,7 +687,8 @@ cdef class ImplMachine:
             f"expected={rep.expected:#x} got={rep.got:#x}")
 
     def snapshot(self):
-        """RawSnapshot with pfn ints as frame keys (the zero page as state.ZERO_KEY)."""
+        """RawSnapshot with pfn ints as frame keys (the zero page as state.ZERO_KEY) and
+        ("slot", s) tuples as swap-slot keys."""
         cdef machine_t *m = self.m
         cdef int32_t k, i
         cdef int64_t j, n
@@ -657,10 +696,12 @@ cdef class ImplMachine:
         cdef vma_t *v
         cdef entry_buf_t buf
         cdef cache_page_t *cache
-        cdef uint32_t pfn
+        cdef uint32_t pfn, s
         cdef folio_t *folio
+        cdef swap_slot_t *slot
         raw = _state.RawSnapshot()
         referenced = set()
+        slots = set()
         for k in range(m.nr_procs):
             mm = m.procs[k]
             if not mm.alive:
@@ -672,6 +713,8 @@ cdef class ImplMachine:
                 flags = []
                 if v.madv & VM_DONTCOPY:
                     flags.append("dontfork")
+                if v.madv & VM_MERGEABLE:
+                    flags.append("mergeable")
                 if v.madv & VM_WIPEONFORK:
                     flags.append("wipeonfork")
                 pv.vmas.append(_state.VmaView(
@@ -688,6 +731,9 @@ cdef class ImplMachine:
                 pte = buf.items[j].pte
                 if pte_special(pte):
                     key = _state.ZERO_KEY
+                elif is_swap_pte(pte):
+                    key = ("slot", swp_offset(pte))
+                    slots.add(swp_offset(pte))
                 else:
                     key = pte_pfn(pte)
                     referenced.add(key)
@@ -709,23 +755,34 @@ cdef class ImplMachine:
             if not m.files[i].live:
                 continue
             pages = {}
-            n = m.files[i].nr_pages
+            n = m.files[i].nr_pages + m.files[i].nr_swapped
             if n:
                 cache = <cache_page_t *>malloc(n * sizeof(cache_page_t))
                 if cache == NULL:
                     raise MemoryError("impl out of memory while taking a snapshot")
                 n = shmem_collect(m.files[i], cache, n)
                 for j in range(n):
-                    pages[cache[j].pgoff] = cache[j].pfn
-                    referenced.add(cache[j].pfn)
+                    if cache[j].pfn == 0:                # paged out: its swap slot
+                        pages[cache[j].pgoff] = ("slot", cache[j].slot)
+                        slots.add(cache[j].slot)
+                    else:
+                        pages[cache[j].pgoff] = cache[j].pfn
+                        referenced.add(cache[j].pfn)
                 free(cache)
             raw.files[fname] = pages
         self._snapshot_devices(raw, referenced)
+        for s in slots:
+            slot = swap_slot(&m.swap, s)
+            if slot.cache != 0:
+                referenced.add(slot.cache)
+            raw.slots[("slot", s)] = _state.SlotView(slot.count, slot.value,
+                                                     slot.cache if slot.cache != 0 else None)
         for key in referenced:
             pfn = key
             folio = pfn_folio(&m.mem, pfn)
             raw.frames[key] = _state.FrameView(folio.mapcount, folio.pincount, folio.value,
-                                               folio_test_locked(folio))
+                                               folio_test_locked(folio),
+                                               (folio.flags & PG_ksm) != 0)
         return raw
 
     cdef _snapshot_devices(self, raw, set referenced):

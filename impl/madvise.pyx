@@ -6,6 +6,10 @@
 # holes are skipped and turn the result into ENOMEM; an EINVAL stops the walk.
 # Populate walks page by page: a hole -> ENOMEM, a VMA without the needed
 # permission -> EINVAL, a SIGBUS -> EFAULT, each stopping at once.
+# swap-ksm.md: pageout acts on the pages of each VMA piece like dontneed (no split or
+# merge; vmscan.pyx). mergeable sets VM_MERGEABLE on private VMAs only (shared ones:
+# vma_ksm_compatible false, ok without the flag); unmergeable on a VM_MERGEABLE VMA
+# unshares every KSM page of the piece first (ksm.pyx break_ksm), else is ignored.
 
 
 cdef int _madvise_flag(machine_t *m, mm_t *mm, int32_t idx, int advice) noexcept nogil:
@@ -19,6 +23,13 @@ cdef int _madvise_flag(machine_t *m, mm_t *mm, int32_t idx, int advice) noexcept
         v.madv |= VM_WIPEONFORK
     elif advice == ADV_KEEPONFORK:
         v.madv &= ~VM_WIPEONFORK
+    elif advice == ADV_MERGEABLE:
+        if not v.shared:                         # ksm_madvise: vma_ksm_compatible
+            v.madv |= VM_MERGEABLE
+    elif advice == ADV_UNMERGEABLE:
+        if v.madv & VM_MERGEABLE:                # else "just ignore the advice"
+            break_ksm(m, mm, idx, v.start, v.end)    # unmerge_ksm_pages
+            mm.vmas[idx].madv &= ~VM_MERGEABLE
     return 0
 
 
@@ -27,7 +38,7 @@ cdef void _mutant_punch_cache(machine_t *m, vma_t *v, int64_t start, int64_t end
     [start, end) of a shared VMA from its file, as MADV_REMOVE (shmem_truncate_range)
     would; pages some other PTE still maps stay (a truncation would unmap them)."""
     cdef shmem_t *f = m.files[v.file]
-    cdef int64_t n = f.nr_pages, j, lo = linear_page_index(v, start)
+    cdef int64_t n = f.nr_pages + f.nr_swapped, j, lo = linear_page_index(v, start)
     cdef int64_t hi = lo + (end - start)
     cdef cache_page_t *cache
     cdef folio_t *folio
@@ -39,8 +50,8 @@ cdef void _mutant_punch_cache(machine_t *m, vma_t *v, int64_t start, int64_t end
         return
     n = shmem_collect(f, cache, n)
     for j in range(n):
-        if cache[j].pgoff < lo or cache[j].pgoff >= hi:
-            continue
+        if cache[j].pgoff < lo or cache[j].pgoff >= hi or cache[j].pfn == 0:
+            continue                             # (a swapped page stays: not a model rule)
         folio = pfn_folio(&m.mem, cache[j].pfn)
         if folio.mapcount != 0:
             continue
@@ -69,6 +80,10 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
             zap_page_range(m, mm, max(start, v.start), min(end, v.end))
             if m.mutant == MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE and v.shared:
                 _mutant_punch_cache(m, v, max(start, v.start), min(end, v.end))
+        elif advice == ADV_PAGEOUT:
+            pageout_range(m, mm, idx, max(start, v.start), min(end, v.end))
+            if m.kmem.oom:
+                return -1
         else:
             if advice == ADV_WIPEONFORK and not vma_is_anon_private(v):
                 return EINVAL                    # only private anon may wipe on fork
@@ -127,7 +142,7 @@ cdef void sys_madvise(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept
         err = madvise_populate(m, mm, start, end, advice == ADV_POPULATE_WRITE)
     else:
         err = madvise_walk_vmas(m, mm, start, end, advice)
-        if advice != ADV_DONTNEED:
+        if advice != ADV_DONTNEED and advice != ADV_PAGEOUT:
             vma_merge_range(m, mm, start, end)
     if err < 0:
         return

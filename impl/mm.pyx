@@ -17,7 +17,9 @@ cdef mm_t *mm_alloc(machine_t *m) noexcept nogil:
 cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
     """Clear n PTEs, dropping each mapped frame's mapcount and reference
     (zap_pte_range); the zero page carries no counts (pte_special). A device-exclusive
-    entry goes the same way (zap_nonpresent_ptes: rss--, folio_remove_rmap_pte, folio_put)."""
+    entry goes the same way (zap_nonpresent_ptes: rss--, folio_remove_rmap_pte, folio_put).
+    The last mapping of a swap-cache folio may take it out of the cache (free_swap_cache);
+    a swap entry drops its slot reference (free_swap_and_cache)."""
     cdef machine_t *m = <machine_t *>ctx
     cdef uint64_t *table = pte_table_of(ptep, vpn)
     cdef int64_t first = vpn & TABLE_MASK, end = first + n
@@ -29,12 +31,20 @@ cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcep
         pte = table[i]
         table_clear(table, i)
         i = next_used(table, i + 1, end)
-        if pte_special(pte):
-            continue
+        if (pte & (_PAGE_PRESENT | _PAGE_SPECIAL)) != _PAGE_PRESENT:    # the rare kinds
+            if pte_special(pte):
+                continue                     # the zero page: no counts
+            if is_swap_pte(pte):
+                free_swap_and_cache(m, swp_offset(pte))
+                continue                     # (a DX entry goes on like a present one)
         pfn = pte_pfn(pte)
         folio = pfn_folio(&m.mem, pfn)
         folio.mapcount -= 1                  # folio_remove_rmap_pte
-        folio_put(&m.mem, pfn, folio)        # tlb_remove_page -> folio_put
+        folio.refcount -= 1                  # tlb_remove_page -> folio_put
+        if folio.refcount == 0:
+            folio_free(&m.mem, pfn)
+        elif m.swap.nr_cached != 0 and (folio.flags & PG_swapcache) and folio.mapcount == 0:
+            free_swap_cache(m, pfn, folio)   # free_pages_and_swap_cache: the cache's ref
 
 
 cdef void zap_page_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:

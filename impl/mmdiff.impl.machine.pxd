@@ -20,6 +20,7 @@ ctypedef itree_node_s itree_node_t
 include "kmem.pxd"
 include "folio.pxd"
 include "pagetable.pxd"
+include "swap.pxd"
 include "shmem.pxd"
 include "vma.pxd"
 include "mm.pxd"
@@ -32,6 +33,8 @@ include "hmm.pxd"
 include "mmap.pxd"
 include "mprotect.pxd"
 include "madvise.pxd"
+include "vmscan.pxd"
+include "ksm.pxd"
 include "invariants.pxd"
 include "snapshot.pxd"
 
@@ -39,6 +42,7 @@ include "snapshot.pxd"
 cdef struct machine_s:
     kmem_t kmem             # allocation accounting (memory_bytes)
     mem_map_t mem           # frame table; pfn 0 is the zero page
+    swap_info_t swap        # the swap device: slots and the swap cache's back links
     mm_t **procs            # process k ("p{k}") at index k; exited ones stay with alive = 0
     int32_t nr_procs
     int32_t cap_procs

@@ -7,8 +7,8 @@
 # byte end wraps (vpn+N > 2^52) is ENOMEM up front; TASK_SIZE itself is not checked.
 # A piece whose prot does not change is left alone (mprotect_fixup returns early); a
 # changing one fires PROTECTION_VMA first, where page tables exist (change_pud_range,
-# see _notify_protection_vma). Device-exclusive entries are left as they are (6.15+:
-# no write bit to take away).
+# see _notify_protection_vma). Swap and device-exclusive entries are left as they are
+# (no write bit to take away; swap-ksm.md, device.md).
 
 
 ctypedef struct prot_ctx_t:
@@ -32,7 +32,7 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
     cdef int64_t i = next_used(table, vpn & TABLE_MASK, end)
     while i < end:
         pte = table[i]
-        if not pte_present(pte):                 # a DX entry: newpte == oldpte
+        if not pte_present(pte):                 # swap or DX entry: newpte == oldpte
             i = next_used(table, i + 1, end)
             continue
         if c.shared:

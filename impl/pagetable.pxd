@@ -4,9 +4,10 @@
 # Leaf (PTE) entry: _PAGE_* bits in 0..11, the pfn in bits 12..51 (pfn_pte).
 # Upper entry (pgd/pud/pmd): the next table's address | _PAGE_TABLE (pmd_populate).
 # A table is 512 entries preceded by a bitmap of its used entries (kmem.pxd).
-# An entry of 0 is none. A non-present nonzero leaf is a device-exclusive entry
-# (the only swap-type entry the model creates; constants.pxi): it keeps the pfn in
-# bits 12..51 like a present entry, so pte_pfn() reads both.
+# An entry of 0 is none. A non-present nonzero leaf is a swap-type entry
+# (constants.pxi): a device-exclusive entry keeps the pfn in bits 12..51 like a
+# present entry, so pte_pfn() reads both; a swap entry keeps its swap slot there
+# (swp_offset), and pte_pfn() of it means nothing: test is_swap_pte first.
 
 # Callback over one run of PTEs inside a single PTE table: ptep[0..n) map
 # vpn .. vpn+n-1 (mm_walk_ops.pte_entry, batched per table). Callbacks visit the
@@ -65,6 +66,28 @@ cdef inline uint64_t make_device_exclusive_entry(uint32_t pfn, bint soft_dirty) 
 
 cdef inline bint pte_swp_soft_dirty(uint64_t pte) noexcept nogil:
     return (pte & _PAGE_SWP_SOFT_DIRTY) != 0
+
+# --- swap entries of the zram device (include/linux/swapops.h: swp_entry_to_pte,
+# pte_swp_exclusive; offset = the swap slot, swap.pxd)
+
+cdef inline bint is_swap_pte(uint64_t pte) noexcept nogil:
+    """A swap entry (non_swap_entry() false): not none, not present, type ZRAM."""
+    return (pte != 0 and not pte_present(pte)
+            and ((pte >> SWP_TYPE_SHIFT) & SWP_TYPE_MASK) == SWP_TYPE_ZRAM)
+
+cdef inline uint64_t swp_entry_to_pte(uint32_t slot, bint exclusive,
+                                      bint soft_dirty) noexcept nogil:
+    """swp_entry_to_pte(swp_entry(ZRAM, slot)) [+ pte_swp_mkexclusive] [+ soft-dirty]."""
+    return (((<uint64_t>slot) << PTE_PFN_SHIFT)
+            | ((<uint64_t>SWP_TYPE_ZRAM) << SWP_TYPE_SHIFT)
+            | (_PAGE_SWP_EXCLUSIVE if exclusive else 0)
+            | (_PAGE_SWP_SOFT_DIRTY if soft_dirty else 0))
+
+cdef inline uint32_t swp_offset(uint64_t pte) noexcept nogil:
+    return <uint32_t>(pte >> PTE_PFN_SHIFT)
+
+cdef inline bint pte_swp_exclusive(uint64_t pte) noexcept nogil:
+    return (pte & _PAGE_SWP_EXCLUSIVE) != 0
 
 cdef inline uint64_t *entry_table(uint64_t entry) noexcept nogil:
     """The next-level table an upper entry points to (pmd_page_vaddr)."""

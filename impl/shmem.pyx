@@ -1,4 +1,10 @@
-# shmem: page-cache lookup/insert (xa_load/xa_store), shmem_get_folio, eviction.
+# shmem: page-cache lookup/insert (xa_load/xa_store), shmem_get_folio (with swap-in),
+# reclaim of a page (shmem_writeout), eviction.
+#
+# Rules (swap-ksm.md): a swapped page is swapped in by any access to that file page
+# (fault, read(2), write(2)) as a new DIRTY page-cache folio, and its slot is freed;
+# fault-around maps resident pages only (xa_load). Reclaim of a dirty page puts it
+# in a new slot (count 1); a clean one (never stored to) is just dropped: a hole again.
 
 cdef enum:
     XA_CHUNK_SHIFT = 9
@@ -6,7 +12,13 @@ cdef enum:
 
 
 cdef uint32_t xa_load(shmem_t *f, int64_t index) noexcept nogil:
-    """The pfn cached at index, 0 for a hole."""
+    """The pfn of the page resident at index, 0 for a hole or a swapped page."""
+    cdef uint64_t e = xa_load_entry(f, index)
+    return 0 if xa_is_swap(e) else <uint32_t>e
+
+
+cdef uint64_t xa_load_entry(shmem_t *f, int64_t index) noexcept nogil:
+    """The entry at index: a pfn, a swap value entry (xa_is_swap), 0 for a hole."""
     cdef uint64_t *node = f.xa_head
     cdef int shift = f.xa_shift
     cdef uint64_t slot
@@ -18,11 +30,12 @@ cdef uint32_t xa_load(shmem_t *f, int64_t index) noexcept nogil:
             return 0
         node = <uint64_t *><uintptr_t>slot
         shift -= XA_CHUNK_SHIFT
-    return <uint32_t>node[index & TABLE_MASK]
+    return node[index & TABLE_MASK]
 
 
-cdef int xa_store(shmem_t *f, kmem_t *k, int64_t index, uint32_t pfn) noexcept nogil:
-    """Store pfn at index, growing the tree upwards and downwards as needed; -1 on OOM."""
+cdef int xa_store(shmem_t *f, kmem_t *k, int64_t index, uint64_t entry) noexcept nogil:
+    """Store entry at index, growing the tree upwards and downwards as needed (0 erases;
+    the nodes stay); -1 on OOM."""
     cdef uint64_t *node
     cdef uint64_t *child
     cdef int shift
@@ -48,28 +61,61 @@ cdef int xa_store(shmem_t *f, kmem_t *k, int64_t index, uint32_t pfn) noexcept n
             node[(index >> shift) & TABLE_MASK] = <uint64_t><uintptr_t>child
         node = <uint64_t *><uintptr_t>node[(index >> shift) & TABLE_MASK]
         shift -= XA_CHUNK_SHIFT
-    node[index & TABLE_MASK] = pfn
+    node[index & TABLE_MASK] = entry
     return 0
 
 
 cdef uint32_t shmem_get_folio(machine_t *m, shmem_t *f, int64_t pgoff) noexcept nogil:
-    """The page-cache page at pgoff, allocated zero-filled for a hole (shmem_get_folio
-    with SGP_CACHE). The cache holds one reference (PG_pagecache). 0 on OOM."""
-    cdef uint32_t pfn = xa_load(f, pgoff)
-    if pfn != 0:
-        return pfn
-    pfn = folio_alloc(&m.mem, &m.kmem, PG_pagecache, 0)
+    """The page-cache page at pgoff, allocated zero-filled (clean) for a hole
+    (shmem_get_folio with SGP_CACHE), or swapped in (dirty, its slot freed:
+    shmem_swapin_folio) for a swapped page. The cache holds one reference
+    (PG_pagecache). 0 on OOM."""
+    cdef uint64_t e = xa_load_entry(f, pgoff)
+    cdef uint32_t pfn, s = 0
+    cdef swap_slot_t *slot
+    if e != 0 and not xa_is_swap(e):
+        return <uint32_t>e
+    if e != 0:
+        s = <uint32_t>e
+        slot = swap_slot(&m.swap, s)
+        pfn = folio_alloc(&m.mem, &m.kmem, PG_pagecache | PG_dirty, slot.value)
+    else:
+        pfn = folio_alloc(&m.mem, &m.kmem, PG_pagecache, 0)
     if pfn == 0:
         return 0
     if xa_store(f, &m.kmem, pgoff, pfn) < 0:
         folio_free(&m.mem, pfn)
         return 0
     f.nr_pages += 1
+    if s != 0:
+        f.nr_swapped -= 1
+        slot.count -= 1                          # swap_free: the slot goes with it
+        swap_slot_release(m, s)
     return pfn
 
 
+cdef void shmem_reclaim(machine_t *m, shmem_t *f, int64_t pgoff, uint32_t pfn,
+                        bint dirty) noexcept nogil:
+    """Reclaim the unmapped page-cache page pfn at pgoff (shrink_folio_list): dirty ->
+    shmem_writeout to a new slot (count 1); clean -> dropped (__remove_mapping), the file
+    page is a hole again. The cache's reference goes (the page is freed)."""
+    cdef folio_t *folio = pfn_folio(&m.mem, pfn)
+    cdef uint32_t s = 0
+    if dirty:
+        s = swap_alloc(m, folio.value)
+        if s == 0:
+            return                               # kmem.oom is set
+        m.swap.slots[s].count = 1
+        f.nr_swapped += 1
+    xa_store(f, &m.kmem, pgoff, xa_mk_swap(s) if s != 0 else 0)   # the slot exists
+    f.nr_pages -= 1
+    folio.flags &= ~(<uint32_t>PG_pagecache)
+    folio_put(&m.mem, pfn, folio)
+
+
 cdef void _xa_destroy(machine_t *m, uint64_t *node, int shift) noexcept nogil:
-    """Drop the cache reference of every page below node and free the nodes."""
+    """Drop the cache reference of every page below node (and the slot reference of
+    every swapped page: shmem_free_swap) and free the nodes."""
     cdef int i
     cdef uint32_t pfn
     cdef folio_t *folio
@@ -78,6 +124,8 @@ cdef void _xa_destroy(machine_t *m, uint64_t *node, int shift) noexcept nogil:
             continue
         if shift > 0:
             _xa_destroy(m, <uint64_t *><uintptr_t>node[i], shift - XA_CHUNK_SHIFT)
+        elif xa_is_swap(node[i]):
+            free_swap_and_cache(m, <uint32_t>node[i])
         else:
             pfn = <uint32_t>node[i]
             folio = pfn_folio(&m.mem, pfn)
@@ -93,6 +141,7 @@ cdef void shmem_evict_inode(machine_t *m, shmem_t *f) noexcept nogil:
     f.xa_head = NULL
     f.xa_shift = 0
     f.nr_pages = 0
+    f.nr_swapped = 0
     f.live = 0
 
 
@@ -107,13 +156,19 @@ cdef int64_t _xa_collect(uint64_t *node, int shift, int64_t base,
                             base + ((<int64_t>i) << shift), out, n, cap)
         elif n < cap:
             out[n].pgoff = base + i
-            out[n].pfn = <uint32_t>node[i]
+            if xa_is_swap(node[i]):
+                out[n].pfn = 0
+                out[n].slot = <uint32_t>node[i]
+            else:
+                out[n].pfn = <uint32_t>node[i]
+                out[n].slot = 0
             n += 1
     return n
 
 
 cdef int64_t shmem_collect(shmem_t *f, cache_page_t *out, int64_t cap) noexcept nogil:
-    """Write up to cap resident pages into out in pgoff order; return how many."""
+    """Write up to cap pages (resident and swapped: nr_pages + nr_swapped of them) into
+    out in pgoff order; return how many."""
     if f.xa_head == NULL:
         return 0
     return _xa_collect(f.xa_head, f.xa_shift, 0, out, 0, cap)

@@ -17,6 +17,7 @@
 #   OP_DREAD     a0 dev, a1 vpn      OP_DWRITE a0 dev, a1 vpn, a2 value
 #   OP_DEXCL     a0 dev, a1 vpn      OP_DATOMIC a0 dev, a1 vpn, a2 add (uint64 bits)
 #   OP_DEVENTS   a0 dev              OP_LOCK / OP_UNLOCK a0 vpn
+#   OP_KSM_SCAN  no arguments (proc -1)
 #   (dev: the device slot index the encoder gave the name d<k>)
 
 ctypedef struct mm_op_t:

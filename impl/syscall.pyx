@@ -3,7 +3,9 @@
 #
 # Rules: an op naming an exited (or never created) process returns ESRCH before
 # anything else; ops no model rule covers yet are encoded as OP_ENOSYS. Pins and
-# poke live in gup.pyx, the device ops in hmm.pyx.
+# poke live in gup.pyx, the device ops in hmm.pyx, ksm_scan in ksm.pyx. Every store
+# into a folio (CPU write, write(2), poke, pwrite, dwrite, datomic) marks it dirty
+# (folio_store).
 
 
 cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil:
@@ -46,7 +48,7 @@ cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept no
         res_set(r, RES_SIGNAL, SIGSEGV)          # do_user_addr_fault: bad_area / access_error
         return
     ptep = pte_offset_map(mm.pgd, vpn)
-    if ptep == NULL or not pte_present(ptep[0]):    # none, or a DX entry to restore
+    if ptep == NULL or not pte_present(ptep[0]):    # none, swap, or a DX entry to restore
         ptep = fault_in(m, mm, idx, vpn, 0, r)
         if ptep == NULL:
             return
@@ -74,7 +76,7 @@ cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
         m.kmem.oom = 1                           # a model bug: report it, never loop
         return
     ptep[0] = pte_mkdirty(ptep[0])               # the hardware sets dirty on a store
-    pfn_folio(&m.mem, pte_pfn(ptep[0])).value = value
+    folio_store(pfn_folio(&m.mem, pte_pfn(ptep[0])), value)
     res_set(r, RES_OK, 0)
 
 
@@ -129,13 +131,21 @@ cdef shmem_t *file_for_io(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil
 
 
 cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
-    """read(2) of one page: a hole or beyond EOF reads 0 and allocates nothing."""
+    """read(2) of one page: a hole or beyond EOF reads 0 and allocates nothing; a
+    swapped page is swapped in (shmem_get_folio)."""
     cdef shmem_t *f = file_for_io(m, op, r)
+    cdef uint64_t e
     cdef uint32_t pfn
     if f == NULL:
         return
-    pfn = xa_load(f, op.a1)
-    res_set(r, RES_VALUE, pfn_folio(&m.mem, pfn).value if pfn != 0 else 0)
+    e = xa_load_entry(f, op.a1)
+    if e == 0 or op.a1 >= f.size:
+        res_set(r, RES_VALUE, 0)
+        return
+    pfn = shmem_get_folio(m, f, op.a1) if xa_is_swap(e) else <uint32_t>e
+    if pfn == 0:
+        return                                   # kmem.oom is set
+    res_set(r, RES_VALUE, pfn_folio(&m.mem, pfn).value)
 
 
 cdef void sys_fwrite(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
@@ -147,7 +157,7 @@ cdef void sys_fwrite(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     pfn = shmem_get_folio(m, f, op.a1)
     if pfn == 0:
         return
-    pfn_folio(&m.mem, pfn).value = <uint64_t>op.a2
+    folio_store(pfn_folio(&m.mem, pfn), <uint64_t>op.a2)
     if op.a1 >= f.size:
         f.size = op.a1 + 1
     res_set(r, RES_OK, 0)
@@ -165,12 +175,20 @@ cdef uint64_t entry_state(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
 
 
 cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
-    """STATE_* code of a non-none entry: kind (zero/anon/file/devexcl) and the reported
-    bits. A device-exclusive entry is never writable or dirty; it reports the
-    soft-dirty bit it carries and PageAnonExclusive of its page."""
+    """STATE_* code of a non-none entry: kind (zero/anon/file/devexcl/swap) and the
+    reported bits. A device-exclusive entry is never writable or dirty; it reports the
+    soft-dirty bit it carries and PageAnonExclusive of its page. A swap entry reports
+    its soft-dirty bit and its exclusive marker."""
     cdef uint64_t code
     cdef folio_t *folio
     if not pte_present(pte):
+        if is_swap_pte(pte):
+            code = ENTRY_SWAP
+            if pte_swp_soft_dirty(pte):
+                code |= STATE_SOFT_DIRTY
+            if pte_swp_exclusive(pte):
+                code |= STATE_EXCL
+            return code
         code = ENTRY_DEVEXCL
         if pte_swp_soft_dirty(pte):
             code |= STATE_SOFT_DIRTY
@@ -197,13 +215,13 @@ cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
 
 
 cdef int64_t _frame_at(mm_t *mm, int64_t vpn) noexcept nogil:
-    """The pfn mapped at vpn now (present or device-exclusive entry), -1 for none
-    (never faults)."""
+    """The pfn mapped at vpn now (present or device-exclusive entry), -1 for none or a
+    swap entry (no frame; never faults)."""
     cdef uint64_t *ptep
     if find_vma(mm, vpn) < 0:
         return -1
     ptep = pte_offset_map(mm.pgd, vpn)
-    if ptep == NULL or ptep[0] == 0:
+    if ptep == NULL or ptep[0] == 0 or is_swap_pte(ptep[0]):
         return -1
     return pte_pfn(ptep[0])
 
@@ -301,7 +319,7 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         elif not h.write:
             res_set(r, RES_ERRNO, EPERM)                # DMA write through a read-only pin
         else:
-            pfn_folio(&m.mem, h.pfns[op.a1]).value = <uint64_t>op.a2
+            folio_store(pfn_folio(&m.mem, h.pfns[op.a1]), <uint64_t>op.a2)
             res_set(r, RES_OK, 0)
     elif op.code == OP_MIRROR:
         sys_mirror(m, mm, <int32_t>op.a0, op.a1, op.a2, r)
@@ -319,6 +337,8 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         sys_lock(m, mm, op.a0, r)
     elif op.code == OP_UNLOCK:
         sys_unlock(m, mm, op.a0, r)
+    elif op.code == OP_KSM_SCAN:
+        sys_ksm_scan(m, r)
 
 
 cdef int64_t run_ops(machine_t *m, mm_op_t *ops, mm_res_t *res, int64_t n) noexcept nogil:

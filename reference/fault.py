@@ -143,7 +143,9 @@ def do_read_fault(mm: Mm, vma: Vma, vpn: int) -> Optional[Signal]:
 def do_shared_fault(mm: Mm, vma: Vma, vpn: int) -> None:
     """Write fault in a shared mapping: the page-cache page, writable and dirty."""
     assert vma.file is not None
-    pte = Pte(vma.file.get_folio(vma.pgoff_of(vpn)), writable=True)
+    folio = vma.file.get_folio(vma.pgoff_of(vpn))
+    folio.dirty = True                    # fault_dirty_shared_page
+    pte = Pte(folio, writable=True)
     pte.mkdirty()
     mm.set_pte(vpn, pte)
 
@@ -232,6 +234,8 @@ def do_wp_page(mm: Mm, i: int, vpn: int, pte: Pte, unshare: bool = False) -> Non
         # GUP refuses FOLL_FORCE writes and never unshares in a shared mapping.
         pte.writable = True
         pte.mkdirty()
+        if isinstance(pte.page, Folio):
+            pte.page.dirty = True         # fault_dirty_shared_page
         return
     page = pte.page
     if isinstance(page, Folio) and page.anon and (page.anon_exclusive or wp_can_reuse_anon_folio(page)):

@@ -26,6 +26,7 @@ class Folio:
     mapping: Optional[object] = None   # the ShmemFile whose page cache holds it
     locked: bool = False               # PG_locked, held by a `lock` op
     ksm: bool = False                  # folio_test_ksm: a merged page (never exclusive)
+    ksm_stable: bool = False           # has a stable-tree node: later merges go into it
     dirty: bool = False                # PG_dirty: stored to since it was read in
     swap_slot: Optional[object] = None  # the SwapSlot whose swap cache holds it (+1 ref)
     index: int = 0                     # pgoff in `mapping`

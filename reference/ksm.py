@@ -16,7 +16,9 @@ Merging a page: folio_trylock (a locked page fails, silently), write_protect_pag
 exist, i.e. a pin: mapcount + 1 + swapped != refcount; else read-only, clean,
 AnonExclusive cleared) and, into an existing KSM page, replace_page (CLEAR; the
 entry maps the KSM page read-only, clean, not soft-dirty).
-The result is the pages_sharing change: sum over KSM pages of (mappings - 1).
+The result is the pages_sharing change: sum over stable KSM pages of (mappings - 1).
+A frame that became KSM but whose partner failed (break_cow) gets no stable node:
+nothing merges into it later (checked on 6.18).
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def break_cow(mm: Mm, vpn: int) -> None:
 
 def _pages_sharing(procs: list[Mm]) -> int:
     kpages = {id(p.page): p.page for mm in procs for p in mm.ptes.values()
-              if p.present and isinstance(p.page, Folio) and p.page.ksm}
+              if p.present and isinstance(p.page, Folio) and p.page.ksm_stable}
     return sum(k.mapcount - 1 for k in kpages.values())
 
 
@@ -71,9 +73,10 @@ def ksm_scan(procs: list[Mm]) -> int:
     """One full pass; returns the change of pages_sharing."""
     before = _pages_sharing(procs)
     stable: dict[int, Folio] = {}                 # value -> KSM page (the stable tree)
-    for mm in procs:
-        for pte in mm.ptes.values():
-            if pte.present and isinstance(pte.page, Folio) and pte.page.ksm:
+    for mm in procs:                              # the first in (pid, vpn) order per value
+        for vpn in sorted(mm.ptes):
+            pte = mm.ptes[vpn]
+            if pte.present and isinstance(pte.page, Folio) and pte.page.ksm_stable:
                 stable.setdefault(pte.page.value, pte.page)
     unstable: dict[int, tuple[Mm, int, Folio]] = {}
     for mm in procs:
@@ -103,6 +106,7 @@ def ksm_scan(procs: list[Mm]) -> int:
                 page.ksm = True                   # folio_set_stable_node
                 if write_protect_page(wmm, wvpn):
                     replace_page(wmm, wvpn, page)
+                    page.ksm_stable = True                # stable_tree_insert
                     stable[page.value] = page
                     del unstable[page.value]
                 else:

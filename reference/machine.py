@@ -58,7 +58,7 @@ class ReferenceMachine:
             O.Mirror: self._mirror, O.Unmirror: self._unmirror, O.DevRead: self._dread,
             O.DevWrite: self._dwrite, O.DevExclusive: self._dexcl, O.DevAtomic: self._datomic,
             O.DevEvents: self._devents, O.Lock: self._lock, O.Unlock: self._unlock,
-            # TEMPORARY: O.KsmScan: self._ksm_scan, once the impl has KSM
+            O.KsmScan: self._ksm_scan,
         }
 
     def _new_mm(self, pname: str) -> Mm:

@@ -22,8 +22,8 @@ from .vmscan import pageout_range
 
 # Advice values this issue models; the rest return ENOSYS in both models.
 SUPPORTED = frozenset({Advice.DONTNEED, Advice.DONTFORK, Advice.DOFORK, Advice.WIPEONFORK,
-                       Advice.KEEPONFORK, Advice.POPULATE_READ, Advice.POPULATE_WRITE})
-# TEMPORARY: swap and KSM (vmscan.py, ksm.py) are enabled with the impl's version
+                       Advice.KEEPONFORK, Advice.POPULATE_READ, Advice.POPULATE_WRITE,
+                       Advice.PAGEOUT, Advice.MERGEABLE, Advice.UNMERGEABLE})
 # Advice that only acts on the pages (no VMA flag changes: no split or merge).
 _PAGE_ONLY = frozenset({Advice.DONTNEED, Advice.PAGEOUT})
 

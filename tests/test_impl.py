@@ -16,7 +16,7 @@ from mmdiff.impl import MUTANTS, ImplMachine
 from mmdiff.reference import ops as O
 from mmdiff.reference.api import InvariantError
 from mmdiff.reference.results import ENOSYS, OK, Errno, errno
-from mmdiff.reference.state import ZERO_KEY, EntryKind
+from mmdiff.reference.state import ZERO_KEY, EntryKind, canonicalize
 
 PA = frozenset({O.MapFlag.PRIVATE, O.MapFlag.ANON})
 
@@ -662,6 +662,339 @@ def test_notifier_dispatch_matches_brute_force() -> None:
         m.check_invariants()
 
 
+# --- swap (madvise pageout, zram) and KSM (swap-ksm.md) -----------------------------------
+
+def _canon(m: ImplMachine, *prefixes: str) -> dict:
+    """The canonical snapshot fields whose path starts with one of prefixes."""
+    return {k: v for k, v in canonicalize(m.snapshot()).items() if k.startswith(prefixes)}
+
+
+def test_pageout_makes_swap_entries_and_a_sole_swapin_is_exclusive() -> None:
+    m = run("""
+mmap p0 0x100 3 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+write p0 0x101 6 -> ok
+read p0 0x102 -> 0
+madvise p0 0x100 3 pageout -> ok
+state p0 0x100 -> swap pte r softdirty excl
+state p0 0x101 -> swap pte r softdirty excl
+state p0 0x102 -> zero pte r
+same p0 0x100 p0 0x100 -> no
+lock p0 0x100 -> EFAULT
+unlock p0 0x100 -> EINVAL
+""")
+    # two slots, each referenced once, nothing cached; the frames are gone
+    assert _canon(m, "slot") == {"slot S0": "count=1 val=0x5 cache=-",
+                                 "slot S1": "count=1 val=0x6 cache=-"}
+    assert m.frames_in_use() == 0
+    # a read of the slot's only reference: the zram bypass, exclusive, mapped writable
+    # (VM_WRITE) but clean; a write fault also dirties it; both slots are freed
+    run("""
+read p0 0x100 -> 5
+state p0 0x100 -> anon pte rw softdirty excl
+write p0 0x101 7 -> ok
+state p0 0x101 -> anon pte rw dirty softdirty excl
+read p0 0x101 -> 7
+""", m, after="mmap p0 0x100 3 rw private,anon\n")
+    assert _canon(m, "slot") == {}
+    assert m.frames_in_use() == 2
+
+
+def test_fork_shares_a_swap_slot_and_the_swap_cache_serves_both() -> None:
+    m = run("""
+mmap p0 0x100 1 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+madvise p0 0x100 1 pageout -> ok
+fork p0 -> p1
+state p0 0x100 -> swap pte r softdirty
+state p1 0x100 -> swap pte r softdirty
+""")
+    assert _canon(m, "slot") == {"slot S0": "count=2 val=0x5 cache=-"}
+    # the first swap-in of a shared slot goes through the swap cache: not exclusive
+    run("""
+read p0 0x100 -> 5
+state p0 0x100 -> anon pte r softdirty
+""", m, after="mmap p0 0x100 1 rw private,anon\nfork p0\n")
+    assert _canon(m, "p1 page", "slot", "frame") == {
+        "p1 page 0x100": "swap pte r softdirty S0", "slot S0": "count=1 val=0x5 cache=F0",
+        "frame F0": "map=1 pin=0 val=0x5"}
+    cached = frame_of(m, "p0", 0x100)
+    run("""
+read p1 0x100 -> 5
+same p0 0x100 p1 0x100 -> yes
+write p0 0x100 9 -> ok
+same p0 0x100 p1 0x100 -> no
+read p1 0x100 -> 5
+write p1 0x100 10 -> ok
+state p1 0x100 -> anon pte rw dirty softdirty excl
+read p0 0x100 -> 9
+""", m, after="mmap p0 0x100 1 rw private,anon\nfork p0\n")
+    # p0's write copied (cache ref + two mappings); p1's write reused the cached frame
+    # once it left the swap cache (no swap entry needed it any more)
+    assert frame_of(m, "p1", 0x100) == cached
+    run("exit p0 -> ok\nexit p1 -> ok\n", m, after="fork p0\n")
+    assert m.frames_in_use() == 0
+
+
+def test_zapping_the_last_user_drops_the_swap_cache_folio() -> None:
+    m = run("""
+mmap p0 0x100 1 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+madvise p0 0x100 1 pageout -> ok
+fork p0 -> p1
+read p0 0x100 -> 5
+munmap p0 0x100 1 -> ok
+""")
+    # unmapped, but p1's swap entry still needs the slot: the folio stays cached
+    assert m.frames_in_use() == 1
+    assert _canon(m, "slot", "frame") == {"slot S0": "count=1 val=0x5 cache=F0",
+                                          "frame F0": "map=0 pin=0 val=0x5"}
+    run("""
+read p1 0x100 -> 5
+state p1 0x100 -> anon pte r softdirty
+munmap p1 0x100 1 -> ok
+""", m, after="fork p0\n")
+    assert m.frames_in_use() == 0                  # free_swap_cache at the last unmap
+    # the same through the swap entry: free_swap_and_cache reclaims the unmapped folio
+    m = run("""
+mmap p0 0x100 1 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+madvise p0 0x100 1 pageout -> ok
+fork p0 -> p1
+read p0 0x100 -> 5
+munmap p0 0x100 1 -> ok
+madvise p1 0x100 1 dontneed -> ok
+read p1 0x100 -> 0
+""")
+    assert _canon(m, "slot") == {}
+    assert m.frames_in_use() == 0
+
+
+def test_pageout_skips_pinned_locked_shared_and_ksm_pages() -> None:
+    m = run("""
+mmap p0 0x100 4 rw private,anon -> 0x100
+write p0 0x100 1 -> ok
+write p0 0x101 2 -> ok
+write p0 0x102 3 -> ok
+write p0 0x103 4 -> ok
+pin p0 0x100 1 rw,longterm -> h1
+lock p0 0x101 -> ok
+fork p0 -> p1
+write p1 0x103 9 -> ok
+write p1 0x101 8 -> ok
+madvise p0 0x100 5 pageout -> ENOMEM
+state p0 0x100 -> anon pte rw dirty softdirty excl
+state p0 0x101 -> anon pte r dirty softdirty
+state p0 0x102 -> anon pte r dirty softdirty
+state p0 0x103 -> swap pte r softdirty
+read p0 0x103 -> 4
+state p0 0x103 -> anon pte rw softdirty excl
+unlock p0 0x101 -> ok
+madvise p0 0x101 1 pageout -> ok
+state p0 0x101 -> swap pte r softdirty
+""")
+    # p0: the pinned page, 0x102 (shared with p1), 0x103 swapped in again; p1: the copy of
+    # the pinned page made at fork and its own copies of 0x101 and 0x103
+    assert m.frames_in_use() == 6
+    m = run("""
+mmap p0 0x100 2 rw private,anon -> 0x100
+write p0 0x100 6 -> ok
+write p0 0x101 6 -> ok
+madvise p0 0x100 2 mergeable -> ok
+ksm_scan -> 1
+madvise p0 0x100 2 pageout -> ok
+same p0 0x100 p0 0x101 -> yes
+""")
+
+
+def test_shmem_pageout_dirty_pages_go_to_slots_clean_ones_are_dropped() -> None:
+    m = run("""
+file f0 3 -> ok
+fwrite f0 0 3 -> ok
+mmap p0 0x200 3 rw shared file=f0 off=0 -> 0x200
+read p0 0x200 -> 3
+read p0 0x201 -> 0
+write p0 0x202 4 -> ok
+madvise p0 0x200 3 pageout -> ok
+state p0 0x200 -> none
+state p0 0x201 -> none
+state p0 0x202 -> none
+""")
+    # written pages (fwrite, CPU store) are dirty: shmem_writeout; the page a read fault
+    # filled was never written: dropped, the file page is a hole again
+    assert _canon(m, "f0", "slot") == {"f0 pgoff 0x0": "S0", "f0 pgoff 0x2": "S1",
+                                       "slot S0": "count=1 val=0x3 cache=-",
+                                       "slot S1": "count=1 val=0x4 cache=-"}
+    assert m.frames_in_use() == 0
+    run("""
+fread f0 0 -> 3
+fread f0 1 -> 0
+read p0 0x202 -> 4
+madvise p0 0x200 3 pageout -> ok
+""", m, after="file f0 3\nmmap p0 0x200 3 rw shared file=f0 off=0\n")
+    # read(2) swapped pgoff 0 in (dirty); the read fault on 0x202 first maps the resident
+    # pages of its window (0x200 now: fault-around), then swaps pgoff 2 in (dirty). Both
+    # are paged out to new slots; the hole stays a hole.
+    assert _canon(m, "f0", "slot", "frame") == {"f0 pgoff 0x0": "S0", "f0 pgoff 0x2": "S1",
+                                                "slot S0": "count=1 val=0x3 cache=-",
+                                                "slot S1": "count=1 val=0x4 cache=-"}
+
+
+def test_shmem_fault_around_maps_resident_pages_only() -> None:
+    run("""
+file f0 2 -> ok
+fwrite f0 0 3 -> ok
+fwrite f0 1 4 -> ok
+mmap p0 0x200 2 r shared file=f0 off=0 -> 0x200
+read p0 0x200 -> 3
+read p0 0x201 -> 4
+madvise p0 0x200 2 pageout -> ok
+read p0 0x201 -> 4
+state p0 0x200 -> none
+state p0 0x201 -> file pte r
+""")
+
+
+def test_swap_entries_survive_mprotect_and_devices_see_pageout_as_clear() -> None:
+    run("""
+mmap p0 0x100 2 rw private,anon -> 0x100
+mirror d0 p0 0x100 2 -> m1
+write p0 0x100 5 -> ok
+dread d0 p0 0x100 -> 5
+madvise p0 0x100 2 pageout -> ok
+devents d0 -> m1:clear@0x100+0x1
+mprotect p0 0x100 1 r -> ok
+devents d0 -> m1:protection_vma@0x100+0x1
+state p0 0x100 -> swap pte r softdirty excl
+write p0 0x100 6 -> SEGV
+read p0 0x100 -> 5
+state p0 0x100 -> anon pte r softdirty excl
+devents d0 -> none
+mprotect p0 0x100 1 rw -> ok
+write p0 0x100 6 -> ok
+""")
+
+
+def test_ksm_merges_identical_pages_and_writes_always_copy() -> None:
+    m = run("""
+mmap p0 0x100 4 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+write p0 0x101 5 -> ok
+write p0 0x102 5 -> ok
+write p0 0x103 6 -> ok
+madvise p0 0x100 4 mergeable -> ok
+ksm_scan -> 2
+same p0 0x100 p0 0x101 -> yes
+same p0 0x100 p0 0x102 -> yes
+same p0 0x100 p0 0x103 -> no
+state p0 0x100 -> anon pte r
+state p0 0x101 -> anon pte r softdirty
+state p0 0x102 -> anon pte r
+ksm_scan -> 0
+""")
+    # 0x100 waited, 0x101 became the KSM page in place (write-protected), 0x100 and
+    # 0x102 were replaced by it (clean, not soft-dirty)
+    assert _canon(m, "p0 vma", "frame F0") == {
+        "p0 vma[0]": "0x100-0x104 rw private anon mergeable anon_vma",
+        "frame F0": "map=3 pin=0 val=0x5 ksm"}
+    run("""
+write p0 0x101 7 -> ok
+state p0 0x101 -> anon pte rw dirty softdirty excl
+same p0 0x100 p0 0x101 -> no
+pin p0 0x102 1 r -> h1
+same p0 0x100 p0 0x102 -> no
+madvise p0 0x100 4 unmergeable -> ok
+state p0 0x100 -> anon pte r excl
+read p0 0x100 -> 5
+write p0 0x100 8 -> ok
+""", m, after="mmap p0 0x100 4 rw private,anon\n")
+    assert _canon(m, "p0 vma") == {"p0 vma[0]": "0x100-0x104 rw private anon anon_vma"}
+    assert not any(v.ksm for v in m.snapshot().frames.values())
+
+
+def test_ksm_pinned_waiting_page_breaks_every_partner() -> None:
+    m = run("""
+mmap p0 0x200 3 rw private,anon -> 0x200
+write p0 0x200 7 -> ok
+write p0 0x201 7 -> ok
+write p0 0x202 7 -> ok
+pin p0 0x200 1 rw,longterm -> h1
+madvise p0 0x200 3 mergeable -> ok
+ksm_scan -> 0
+state p0 0x201 -> anon pte r softdirty excl
+same p0 0x201 p0 0x202 -> no
+lock p0 0x202 -> ok
+unpin h1 -> ok
+ksm_scan -> 1
+same p0 0x200 p0 0x201 -> yes
+same p0 0x200 p0 0x202 -> no
+unlock p0 0x202 -> ok
+ksm_scan -> 1
+same p0 0x200 p0 0x202 -> yes
+""")
+    assert not any(v.locked for v in m.snapshot().frames.values())
+
+
+def test_ksm_ignores_shared_vmas_and_swapped_pages() -> None:
+    run("""
+mmap p0 0x300 2 rw shared,anon -> 0x300
+write p0 0x300 8 -> ok
+write p0 0x301 8 -> ok
+madvise p0 0x300 2 mergeable -> ok
+ksm_scan -> 0
+mmap p0 0x100 2 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+write p0 0x101 5 -> ok
+madvise p0 0x100 1 pageout -> ok
+madvise p0 0x100 2 mergeable -> ok
+ksm_scan -> 0
+read p0 0x100 -> 5
+ksm_scan -> 1
+same p0 0x100 p0 0x101 -> yes
+""")
+
+
+def test_ksm_merges_a_swap_cache_page_counting_the_cache_reference() -> None:
+    m = run("""
+mmap p0 0x200 1 rw private,anon -> 0x200
+write p0 0x200 5 -> ok
+madvise p0 0x200 1 pageout -> ok
+fork p0 -> p1
+read p0 0x200 -> 5
+mmap p0 0x100 1 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+madvise p0 0x100 1 mergeable -> ok
+madvise p0 0x200 1 mergeable -> ok
+ksm_scan -> 1
+same p0 0x100 p0 0x200 -> yes
+read p1 0x200 -> 5
+same p1 0x200 p0 0x100 -> yes
+state p1 0x200 -> anon pte r softdirty
+""")
+    # 0x100 waited; the swap-cache page (mapcount 1 + the cache's ref == refcount) became
+    # the KSM page in place and replaced it; p1's swap-in then found it in the swap cache
+    assert _canon(m, "frame") == {"frame F0": "map=3 pin=0 val=0x5 ksm"}
+    # the other way round: the swap-cache page waits and is replaced; unmapped, it stays
+    # cached for p1 (its slot is still referenced) and p1 maps it, not the KSM page
+    m = run("""
+mmap p0 0x100 1 rw private,anon -> 0x100
+write p0 0x100 5 -> ok
+madvise p0 0x100 1 pageout -> ok
+fork p0 -> p1
+read p0 0x100 -> 5
+mmap p0 0x200 1 rw private,anon -> 0x200
+write p0 0x200 5 -> ok
+madvise p0 0x100 1 mergeable -> ok
+madvise p0 0x200 1 mergeable -> ok
+ksm_scan -> 1
+same p0 0x100 p0 0x200 -> yes
+read p1 0x100 -> 5
+same p1 0x100 p0 0x100 -> no
+""")
+    assert _canon(m, "frame") == {"frame F0": "map=2 pin=0 val=0x5 ksm",
+                                  "frame F1": "map=1 pin=0 val=0x5"}
+
+
 # --- processes and out-of-scope ops ---------------------------------------------------------
 
 def test_exit_frees_everything_and_names_follow_creation_order() -> None:
@@ -684,7 +1017,7 @@ same p0 0x100 p1 0x100 -> ESRCH
 
 
 @pytest.mark.parametrize("op", [
-    O.ClearRefs("p0"), O.KsmScan(), O.Split("p0", 0x100), O.Set(O.SetKey.THP, "always"),
+    O.ClearRefs("p0"), O.Split("p0", 0x100), O.Set(O.SetKey.THP, "always"),
 ])
 def test_ops_without_model_rules_are_enosys(impl, op) -> None:
     assert impl.execute(op) == ENOSYS
@@ -729,6 +1062,8 @@ def _random_prog(rng: random.Random, n: int) -> list:
             prog.append(O.File(files[-1], rng.randrange(12)))
         elif k < 0.85 and files:
             prog.append(O.FileWrite(rng.choice(files), rng.randrange(14), rng.randrange(99)))
+        elif k < 0.87:
+            prog.append(O.KsmScan())
         elif k < 0.93:
             prog.append(O.State(p, vpn))
         else:

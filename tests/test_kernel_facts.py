@@ -412,6 +412,260 @@ CASES = {
         "mmap p0 0x200 1 r shared file=f0 off=0\nread p0 0x100\nread p0 0x200\n"
         "pin p0 0x100 1 r\nunpin h1\nsame p0 0x100 p0 0x200",
         ["ok", "ok", "0x100", "0x200", "0x3", "0x3", "h1", "ok", "yes"]),
+    # --- swap (madvise pageout on zram) and KSM ------------------------------------
+    # Facts from /tmp/kfacts/kfsk (kfrun + pageout/mergeable/unmergeable/ksm_scan), run
+    # under /tmp/kfacts/swapenv.sh (256 MiB zram swap; ksmd pages_to_scan 10000,
+    # smart_scan 0). ksm_scan = ksmd run for 3 full scans (the kernel merges in the 2nd:
+    # checksum), result = new KSM sharing seen in pagemap+kpageflags (PTEs on KSM pages
+    # minus KSM pages). Log: /tmp/kfacts/swap-ksm.md, programs /tmp/kfacts/swapcases.py.
+    # kernel: pagemap: 0x100/0x101 not present, bit 62 (swap) set; 0x102 keeps the zero PFN; the
+    #   read is a major fault (zram), the data comes back
+    "pageout moves written anon pages to swap, skips the zero page; access swaps them back": (
+        "mmap p0 0x100 3 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 6\nread p0 0x102\n"
+        "madvise p0 0x100 3 pageout\nsame p0 0x100 p0 0x100\nsame p0 0x101 p0 0x101\n"
+        "same p0 0x102 p0 0x102\nread p0 0x100\nsame p0 0x100 p0 0x100\nwrite p0 0x101 7\n"
+        "read p0 0x101",
+        ["0x100", "ok", "ok", "0x0", "ok", "no", "no", "yes", "0x5", "yes", "ok", "0x7"]),
+    # kernel: madvise(MADV_PAGEOUT) returns ENOMEM; pagemap: swap entries before and after the
+    #   hole
+    "pageout over a hole: ENOMEM, the pages on both sides go out": (
+        "mmap p0 0x100 1 rw private,anon\nmmap p0 0x102 1 rw private,anon\nwrite p0 0x100 1\n"
+        "write p0 0x102 2\nmadvise p0 0x100 3 pageout\nsame p0 0x100 p0 0x100\n"
+        "same p0 0x102 p0 0x102\nread p0 0x100\nread p0 0x102",
+        ["0x100", "0x102", "ok", "ok", "ENOMEM", "no", "no", "0x1", "0x2"]),
+    # kernel: pagemap: same PFN in both (mapcount 2) after pageout from either side; after the
+    #   child's COW write the parent's page (mapcount 1) becomes a swap entry
+    "pageout skips a page shared after fork; once the child wrote its copy it goes out": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 5\nfork p0\n"
+        "madvise p0 0x100 1 pageout\nmadvise p1 0x100 1 pageout\nsame p0 0x100 p1 0x100\n"
+        "write p1 0x100 9\nmadvise p0 0x100 1 pageout\nsame p0 0x100 p0 0x100\n"
+        "read p0 0x100\nread p1 0x100",
+        ["0x100", "ok", "p1", "ok", "ok", "yes", "ok", "ok", "no", "0x5", "0x9"]),
+    # kernel: pagemap: swap entry after the child's exit; the swap-in is exclusive (write: minflt
+    #   +0)
+    "pageout of a page shared after fork works once the child has exited": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 5\nfork p0\nexit p1\n"
+        "madvise p0 0x100 1 pageout\nsame p0 0x100 p0 0x100\nread p0 0x100",
+        ["0x100", "ok", "p1", "ok", "ok", "no", "0x5"]),
+    # kernel: pagemap: same swap offset in both; after both reads one PFN (swap cache, the 2nd
+    #   read a minor fault); the parent's write gets a new PFN, the child's later write keeps its
+    #   PFN
+    "fork copies swap entries; parent and child swap in the same page, a write copies": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 5\nmadvise p0 0x100 1 pageout\n"
+        "fork p0\nsame p0 0x100 p1 0x100\nread p0 0x100\nread p1 0x100\n"
+        "same p0 0x100 p1 0x100\nwrite p0 0x100 9\nsame p0 0x100 p1 0x100\nread p1 0x100\n"
+        "write p1 0x100 10\nread p0 0x100\nread p1 0x100",
+        ["0x100", "ok", "ok", "p1", "no", "0x5", "0x5", "yes", "ok", "no", "0x5", "ok", "0x9",
+         "0xa"]),
+    # kernel: pagemap: the parent's new PFN is not in the swap cache; the child's read is a minor
+    #   fault (the swapped-in page stayed in the swap cache for it) and reads the old value
+    "a write to a swap entry shared with the child gives the writer a copy": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 7\nmadvise p0 0x100 1 pageout\n"
+        "fork p0\nwrite p0 0x100 13\nread p1 0x100\nsame p0 0x100 p1 0x100\nread p0 0x100",
+        ["0x100", "ok", "ok", "p1", "ok", "0x7", "no", "0xd"]),
+    # kernel: pagemap: the parent's entry gets the same swap offset as the child's; the child's
+    #   swap-in is a major fault, its write copies (the slot is still used by the parent)
+    "after fork the parent's swapped-in page can be paged out again; the child still reads it": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 8\nmadvise p0 0x100 1 pageout\n"
+        "fork p0\nread p0 0x100\nmadvise p0 0x100 1 pageout\nsame p0 0x100 p0 0x100\n"
+        "read p1 0x100\nwrite p1 0x100 16\nread p0 0x100\nsame p0 0x100 p1 0x100",
+        ["0x100", "ok", "ok", "p1", "0x8", "ok", "no", "0x8", "ok", "0x8", "no"]),
+    # kernel: io_uring REGISTER_BUFFERS pin; pagemap: the pinned page stays present, its neighbour
+    #   goes to swap; after unregister it goes too; registering again makes it present
+    "pageout skips a pinned page; after unpin it goes out; pinning swaps it back in": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 6\n"
+        "pin p0 0x100 1 rw,longterm\nmadvise p0 0x100 2 pageout\nsame p0 0x100 p0 0x100\n"
+        "same p0 0x101 p0 0x101\nunpin h1\nmadvise p0 0x100 2 pageout\n"
+        "same p0 0x100 p0 0x100\npin p0 0x100 1 rw,longterm\nsame p0 0x100 p0 0x100\n"
+        "pread h2 0\nunpin h2",
+        ["0x100", "ok", "ok", "h1", "ok", "yes", "no", "ok", "ok", "no", "h2", "yes", "0x5", "ok"]),
+    # kernel: pagemap: not present (no swap bit) after pageout; smaps Swap: 8 kB; pread gives the
+    #   data; a mapping read swaps the page back in
+    "pageout of a shared memfd mapping: the PTEs go, the file keeps its data": (
+        "file f0 2\nfwrite f0 0 3\nmmap p0 0x200 2 rw shared file=f0 off=0\n"
+        "write p0 0x201 4\nread p0 0x200\nmadvise p0 0x200 2 pageout\nstate p0 0x200\n"
+        "state p0 0x201\nfread f0 0\nfread f0 1\nread p0 0x201",
+        ["ok", "ok", "0x200", "ok", "0x3", "ok", "none", "none", "0x3", "0x4", "0x4"]),
+    # kernel: pagemap after the read of 0x201: 0x200 present when pread had swapped it in first,
+    #   not present when it was still in swap (smaps Swap 4 kB)
+    "fault-around does not swap in: only the page swapped in by pread is mapped around": (
+        "file f0 2\nfwrite f0 0 3\nfwrite f0 1 4\nmmap p0 0x200 2 r shared file=f0 off=0\n"
+        "read p0 0x200\nread p0 0x201\nmadvise p0 0x200 2 pageout\nread p0 0x201\n"
+        "state p0 0x200\nmadvise p0 0x200 2 pageout\nfread f0 0\nread p0 0x201\n"
+        "same p0 0x200 p0 0x200\nread p0 0x200",
+        ["ok", "ok", "ok", "0x200", "0x3", "0x4", "ok", "0x4", "none", "ok", "0x3", "0x4", "yes",
+         "0x3"]),
+    # kernel: pagemap: present with mapcount 2 after the first pageout, not present after the
+    #   second
+    "pageout skips a file page mapped twice; after one munmap it goes out": (
+        "file f0 1\nfwrite f0 0 7\nmmap p0 0x400 1 rw shared file=f0 off=0\n"
+        "mmap p0 0x401 1 r shared file=f0 off=0\nread p0 0x400\nread p0 0x401\n"
+        "madvise p0 0x400 1 pageout\nsame p0 0x400 p0 0x401\nmunmap p0 0x401 1\n"
+        "madvise p0 0x400 1 pageout\nstate p0 0x400\nfread f0 0",
+        ["ok", "ok", "0x400", "0x401", "0x7", "0x7", "ok", "yes", "ok", "ok", "none", "0x7"]),
+    # kernel: pagemap: same PFN, mapcount 2 after pageout from either side; not present after the
+    #   child's munmap and the parent's pageout (smaps Swap 4 kB); the read gets the data back
+    "shared anon mapped by parent and child is skipped; after the child's munmap it goes out": (
+        "mmap p0 0x300 1 rw shared,anon\nwrite p0 0x300 6\nfork p0\nread p1 0x300\n"
+        "madvise p0 0x300 1 pageout\nmadvise p1 0x300 1 pageout\nsame p0 0x300 p1 0x300\n"
+        "munmap p1 0x300 1\nmadvise p0 0x300 1 pageout\nstate p0 0x300\nread p0 0x300",
+        ["0x300", "ok", "p1", "0x6", "ok", "ok", "yes", "ok", "ok", "none", "0x6"]),
+    # kernel: pagemap: COWed anon page -> swap bit; unCOWed file page -> not present, no swap bit;
+    #   reads give 3 and 9, the file keeps 3 and 4
+    "private memfd mapping: the COWed page goes to swap, the page-cache page is just unmapped": (
+        "file f0 2\nfwrite f0 0 3\nfwrite f0 1 4\nmmap p0 0x100 2 rw private file=f0 off=0\n"
+        "read p0 0x100\nwrite p0 0x101 9\nmadvise p0 0x100 2 pageout\nstate p0 0x100\n"
+        "same p0 0x101 p0 0x101\nread p0 0x100\nread p0 0x101\nfread f0 0\nfread f0 1",
+        ["ok", "ok", "ok", "0x100", "0x3", "ok", "ok", "none", "no", "0x3", "0x9", "0x3", "0x4"]),
+    # kernel: /proc/swaps Used: 16 -> 12 kB after dontneed, 8 kB after munmap; pagemap: swap bit
+    #   kept across mprotect r/none/rw; write to the r page SEGV, read of the none page SEGV
+    "swap entries: dontneed drops one (reads 0), munmap drops one, mprotect keeps them": (
+        "mmap p0 0x600 4 rw private,anon\nwrite p0 0x600 1\nwrite p0 0x601 2\n"
+        "write p0 0x602 3\nwrite p0 0x603 4\nmadvise p0 0x600 4 pageout\n"
+        "madvise p0 0x600 4 pageout\nmadvise p0 0x600 1 dontneed\nread p0 0x600\n"
+        "munmap p0 0x601 1\nread p0 0x601\nmprotect p0 0x602 2 r\nwrite p0 0x602 5\n"
+        "read p0 0x602\nmprotect p0 0x603 1 none\nread p0 0x603\nmprotect p0 0x603 1 rw\n"
+        "read p0 0x603\nwrite p0 0x603 6\nread p0 0x603",
+        ["0x600", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "0x0", "ok", "SEGV", "ok", "SEGV",
+         "0x3", "ok", "SEGV", "ok", "0x4", "ok", "0x6"]),
+    # kernel: pagemap: present and exclusive after MADV_POPULATE_READ/WRITE on swap entries
+    "populate_read and populate_write swap pages back in": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 6\n"
+        "madvise p0 0x100 2 pageout\nmadvise p0 0x100 1 populate_read\n"
+        "same p0 0x100 p0 0x100\nmadvise p0 0x101 1 populate_write\nsame p0 0x101 p0 0x101\n"
+        "read p0 0x100\nread p0 0x101",
+        ["0x100", "ok", "ok", "ok", "ok", "yes", "ok", "yes", "0x5", "0x6"]),
+    # kernel: pagemap: swap bit set after pageout of a written page made PROT_NONE
+    "a PROT_NONE page is paged out too": (
+        "mmap p0 0x200 1 rw private,anon\nwrite p0 0x200 8\nmprotect p0 0x200 1 none\n"
+        "madvise p0 0x200 1 pageout\nsame p0 0x200 p0 0x200\nmprotect p0 0x200 1 rw\n"
+        "read p0 0x200",
+        ["0x200", "ok", "ok", "ok", "no", "ok", "0x8"]),
+    # kernel: pagemap: one PFN for the three 5-pages, kpageflags KSM, bit 56 clear; merged in the
+    #   2nd ksmd full scan (checksum); the write gets a new PFN (minflt +1)
+    "ksm: identical pages in one process merge; a write breaks the sharing": (
+        "mmap p0 0x100 5 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 5\n"
+        "write p0 0x102 5\nwrite p0 0x103 6\nread p0 0x104\nmadvise p0 0x100 5 mergeable\n"
+        "ksm_scan\nsame p0 0x100 p0 0x101\nsame p0 0x100 p0 0x102\nsame p0 0x100 p0 0x103\n"
+        "state p0 0x104\nwrite p0 0x101 7\nsame p0 0x100 p0 0x101\nread p0 0x100\n"
+        "read p0 0x101\nread p0 0x102",
+        ["0x100", "ok", "ok", "ok", "ok", "0x0", "ok", "0x2", "yes", "yes", "no", "zero pte r",
+         "ok", "no", "0x5", "0x7", "0x5"]),
+    # kernel: pagemap: one KSM PFN in parent and child after the scan; the child's write gets a
+    #   new PFN
+    "ksm: identical pages of two processes merge": (
+        "mmap p0 0x100 1 rw private,anon\nmadvise p0 0x100 1 mergeable\nfork p0\n"
+        "write p0 0x100 5\nwrite p1 0x100 5\nsame p0 0x100 p1 0x100\nksm_scan\n"
+        "same p0 0x100 p1 0x100\nwrite p1 0x100 6\nsame p0 0x100 p1 0x100\nread p0 0x100\n"
+        "read p1 0x100",
+        ["0x100", "ok", "p1", "ok", "ok", "no", "0x1", "yes", "ok", "no", "0x5", "0x6"]),
+    # kernel: pagemap: the third page joins the KSM PFN at the next scans (kernel: two passes,
+    #   checksum)
+    "ksm: a page written with the value of an existing KSM page merges into it": (
+        "mmap p0 0x100 3 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 5\n"
+        "write p0 0x102 6\nmadvise p0 0x100 3 mergeable\nksm_scan\nsame p0 0x100 p0 0x102\n"
+        "write p0 0x102 5\nksm_scan\nsame p0 0x100 p0 0x102\nsame p0 0x101 p0 0x102",
+        ["0x100", "ok", "ok", "ok", "ok", "0x1", "no", "ok", "0x1", "yes", "yes"]),
+    # kernel: io_uring pin on the last page in scan order; pagemap: the two others share a KSM
+    #   PFN, the pinned one keeps its PFN; after unregister it joins the KSM PFN
+    "ksm: a pinned page never merges; after unpin it does": (
+        "mmap p0 0x200 3 rw private,anon\nwrite p0 0x200 7\nwrite p0 0x201 7\n"
+        "write p0 0x202 7\npin p0 0x202 1 rw,longterm\nmadvise p0 0x200 3 mergeable\n"
+        "ksm_scan\nsame p0 0x200 p0 0x201\nsame p0 0x200 p0 0x202\nunpin h1\nksm_scan\n"
+        "same p0 0x200 p0 0x202",
+        ["0x200", "ok", "ok", "ok", "h1", "ok", "0x1", "yes", "no", "ok", "0x1", "yes"]),
+    # kernel: the pinned page sits in the unstable tree; each later match fails write_protect_page
+    #   on it (refcount) and is broken again (break_ksm): pagemap shows 3 distinct PFNs, no KSM
+    #   page, at every scan; after unregister all three merge. (try_to_merge_two_pages makes
+    #   the later page KSM, fails on the pinned one, break_cow)
+    "ksm: a pinned page first in scan order blocks its value: nothing merges": (
+        "mmap p0 0x200 3 rw private,anon\nwrite p0 0x200 7\nwrite p0 0x201 7\n"
+        "write p0 0x202 7\npin p0 0x200 1 rw,longterm\nmadvise p0 0x200 3 mergeable\n"
+        "ksm_scan\nsame p0 0x201 p0 0x202\nsame p0 0x200 p0 0x201\nunpin h1\nksm_scan\n"
+        "same p0 0x200 p0 0x201\nsame p0 0x201 p0 0x202",
+        ["0x200", "ok", "ok", "ok", "h1", "ok", "0x0", "no", "no", "ok", "0x2", "yes", "yes"]),
+    # kernel: pagemap: two new exclusive PFNs after MADV_UNMERGEABLE; each later write takes a
+    #   fault but keeps its PFN (the copy was mapped read-only)
+    "ksm: unmergeable unshares every KSM page in the range": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 9\nwrite p0 0x101 9\n"
+        "madvise p0 0x100 2 mergeable\nksm_scan\nsame p0 0x100 p0 0x101\n"
+        "madvise p0 0x100 2 unmergeable\nsame p0 0x100 p0 0x101\nread p0 0x100\n"
+        "write p0 0x101 3\nread p0 0x100\nread p0 0x101",
+        ["0x100", "ok", "ok", "ok", "0x1", "yes", "ok", "no", "0x9", "ok", "0x9", "0x3"]),
+    # kernel: pagemap: KSM PFN mapcount 4 after fork; after the parent's MADV_UNMERGEABLE the
+    #   parent has 2 new PFNs, the child's two pages still map the KSM PFN
+    "ksm: fork keeps the KSM page; unmergeable in the parent leaves the child's sharing": (
+        "mmap p0 0x300 2 rw private,anon\nwrite p0 0x300 9\nwrite p0 0x301 9\n"
+        "madvise p0 0x300 2 mergeable\nksm_scan\nfork p0\nsame p0 0x300 p1 0x301\n"
+        "madvise p0 0x300 2 unmergeable\nsame p0 0x300 p1 0x300\nsame p0 0x300 p0 0x301\n"
+        "same p1 0x300 p1 0x301\nwrite p1 0x300 11\nsame p1 0x300 p1 0x301\nread p1 0x301",
+        ["0x300", "ok", "ok", "ok", "0x1", "p1", "yes", "ok", "no", "no", "yes", "ok", "no",
+         "0x9"]),
+    # kernel: pagemap: the child's two 12-pages share a KSM PFN after the scan
+    "ksm: the child's VMA stays mergeable after fork": (
+        "mmap p0 0x400 2 rw private,anon\nmadvise p0 0x400 2 mergeable\nfork p0\n"
+        "write p1 0x400 12\nwrite p1 0x401 12\nksm_scan\nsame p1 0x400 p1 0x401",
+        ["0x400", "ok", "p1", "ok", "ok", "0x1", "yes"]),
+    # kernel: MADV_MERGEABLE returns 0 on a MAP_SHARED|MAP_ANONYMOUS VMA; pagemap: two PFNs after
+    #   scans
+    "ksm: mergeable on shared anon is ok but never merges": (
+        "mmap p0 0x300 2 rw shared,anon\nwrite p0 0x300 8\nwrite p0 0x301 8\n"
+        "madvise p0 0x300 2 mergeable\nksm_scan\nsame p0 0x300 p0 0x301",
+        ["0x300", "ok", "ok", "ok", "0x0", "no"]),
+    # kernel: use_zero_pages=0: the two written 0-pages share a KSM PFN; the read-only zero-page
+    #   entry keeps the zero PFN
+    "ksm: pages written with 0 merge, a zero-page entry is left alone": (
+        "mmap p0 0x400 3 rw private,anon\nwrite p0 0x400 0\nwrite p0 0x401 0\nread p0 0x402\n"
+        "madvise p0 0x400 3 mergeable\nksm_scan\nsame p0 0x400 p0 0x401\n"
+        "same p0 0x400 p0 0x402\nstate p0 0x402",
+        ["0x400", "ok", "ok", "0x0", "ok", "0x1", "yes", "no", "zero pte r"]),
+    # kernel: madvise returns ENOMEM both times; pagemap: merged after the scan, unshared after
+    #   MADV_UNMERGEABLE
+    "ksm: mergeable/unmergeable over a hole: ENOMEM, the VMA before the hole is done": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 5\n"
+        "madvise p0 0x100 3 mergeable\nksm_scan\nsame p0 0x100 p0 0x101\n"
+        "madvise p0 0x100 3 unmergeable\nsame p0 0x100 p0 0x101",
+        ["0x100", "ok", "ok", "ENOMEM", "0x1", "yes", "ENOMEM", "no"]),
+    # kernel: pagemap: the swap entry stays a swap entry across scans; after the read swap-in the
+    #   page merges with its twin
+    "ksm: a swapped-out page is not merged until it is swapped back in": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 5\nwrite p0 0x101 5\n"
+        "madvise p0 0x100 1 pageout\nmadvise p0 0x100 2 mergeable\nksm_scan\n"
+        "same p0 0x100 p0 0x100\nread p0 0x100\nksm_scan\nsame p0 0x100 p0 0x101",
+        ["0x100", "ok", "ok", "ok", "ok", "0x0", "no", "0x5", "0x1", "yes"]),
+    # kernel: pagemap: the KSM PFN (mapcount 2) stays present after MADV_PAGEOUT
+    "ksm: pageout skips a KSM page mapped twice": (
+        "mmap p0 0x200 2 rw private,anon\nwrite p0 0x200 6\nwrite p0 0x201 6\n"
+        "madvise p0 0x200 2 mergeable\nksm_scan\nmadvise p0 0x200 2 pageout\n"
+        "same p0 0x200 p0 0x201\nread p0 0x200",
+        ["0x200", "ok", "ok", "ok", "0x1", "ok", "yes", "0x6"]),
+    # kernel: the parent's swap-in of an entry shared with the child stays in the swap cache
+    #   (kpageflags SWAPCACHE); ksmd merges it with an identical page: pagemap one KSM PFN.
+    "ksm: a page in the swap cache merges (write_protect_page counts the swap-cache ref)": (
+        "mmap p0 0x100 1 rw private,anon\nwrite p0 0x100 5\nmadvise p0 0x100 1 pageout\n"
+        "fork p0\nread p0 0x100\nmmap p0 0x200 1 rw private,anon\nwrite p0 0x200 5\n"
+        "madvise p0 0x100 1 mergeable\nmadvise p0 0x200 1 mergeable\nksm_scan\n"
+        "same p0 0x100 p0 0x200\nread p1 0x100",
+        ["0x100", "ok", "ok", "p1", "0x5", "0x200", "ok", "ok", "ok", "0x1", "yes", "0x5"]),
+    # kernel: pagemap after the scans: all three PTEs on one KSM PFN, pages_sharing 2 (the kernel
+    #   first replaces the parent's PTE by the child's page, a later pass the child's old PTE).
+    #   The model's ksm_scan is one pass: the child's old PTE (visited before the merge)
+    #   merges in the second scan, so the sharing grows by 1 in each.
+    # kernel (3 full ksmd scans per ksm_scan): the child's 0x201 frame became KSM when the
+    #   pinned 0x200 failed to merge (break_cow unshared only p0's mapping); it has no
+    #   stable node, so nothing ever merges into it: pagemap shows distinct PFNs after the
+    #   second scan too
+    "ksm: a KSM frame left by a failed merge gets no stable node and attracts nothing": (
+        "mmap p0 0x200 2 rw private,anon\nwrite p0 0x200 7\nwrite p0 0x201 7\n"
+        "pin p0 0x200 1 rw,longterm\nmadvise p0 0x200 2 mergeable\nfork p0\nksm_scan\n"
+        "same p0 0x201 p1 0x201\nsame p1 0x200 p1 0x201\nksm_scan\n"
+        "same p0 0x201 p1 0x201\nsame p1 0x200 p1 0x201",
+        ["0x200", "ok", "ok", "h1", "ok", "p1", "0x0", "no", "no", "0x0", "no", "no"]),
+    "ksm: a page shared by fork merges with the child's twin over two scans": (
+        "mmap p0 0x100 2 rw private,anon\nwrite p0 0x100 5\nmadvise p0 0x100 2 mergeable\n"
+        "fork p0\nwrite p1 0x101 5\nksm_scan\nksm_scan\nsame p0 0x100 p1 0x100\n"
+        "same p0 0x100 p1 0x101",
+        ["0x100", "ok", "ok", "p1", "ok", "0x1", "0x1", "yes", "yes"]),
 }
 
 MACHINES = {"reference": ReferenceMachine, "impl": ImplMachine}
