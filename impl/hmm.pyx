@@ -282,17 +282,10 @@ cdef int make_device_exclusive(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn,
 cdef void sys_dexcl(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn,
                     mm_res_t *r) noexcept nogil:
     cdef uint32_t pfn
-    cdef int err
     if not dmirror_subscribed(m, mm, dev, vpn):
         res_set(r, RES_ERRNO, EINVAL)
         return
-    err = make_device_exclusive(m, mm, dev, vpn, &pfn)
-    if err < 0:
-        return
-    if err:
-        res_set(r, RES_ERRNO, <uint64_t>err)
-    else:
-        res_set(r, RES_OK, 0)
+    res_status(r, make_device_exclusive(m, mm, dev, vpn, &pfn))
 
 
 cdef void sys_datomic(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn, uint64_t add,

@@ -144,9 +144,4 @@ cdef void sys_madvise(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept
         err = madvise_walk_vmas(m, mm, start, end, advice)
         if advice != ADV_DONTNEED and advice != ADV_PAGEOUT:
             vma_merge_range(m, mm, start, end)
-    if err < 0:
-        return
-    if err:
-        res_set(r, RES_ERRNO, <uint64_t>err)
-    else:
-        res_set(r, RES_OK, 0)
+    res_status(r, err)

@@ -39,6 +39,14 @@ cdef inline void res_set(mm_res_t *r, int32_t kind, uint64_t payload) noexcept n
     r.kind = kind
     r.payload = payload
 
+cdef inline void res_status(mm_res_t *r, int err) noexcept nogil:
+    """The result of an ok-or-errno op: err > 0 is the errno, 0 is ok, < 0 (OOM) leaves
+    the result unset for run_batch to report."""
+    if err > 0:
+        res_set(r, RES_ERRNO, <uint64_t>err)
+    elif err == 0:
+        res_set(r, RES_OK, 0)
+
 cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil
 cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil
 cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil
