@@ -19,10 +19,13 @@ resources; here the resources are a small model of what the program created so f
   name kind none of which exists yet (``pread`` before any ``pin``) becomes the op
   that creates it; when slot 0 is clustered, an access (read, write, munmap, ...)
   to a process with no tracked VMA becomes an ``mmap`` there, an ``exit`` of the
-  last live process becomes a ``fork``, and a pin access (pread, pwrite, unpin)
-  while no pin is live becomes a ``pin`` (unless slot 0 asks for a dead handle on
-  purpose, >= _ANY_PIN). A literal slot 0 (ESC) turns the last three off, so the
-  encoder can still write such ops exactly.
+  last live process becomes a ``fork``, a pin access (pread, pwrite, unpin) while
+  no pin is live becomes a ``pin`` (unless slot 0 asks for a dead handle on purpose,
+  >= _ANY_PIN), likewise ``unmirror`` -> ``mirror``, a device access (dread, dwrite,
+  dexcl, datomic) while no live subscription watches a tracked VMA -> ``mirror``,
+  ``unlock`` with no lock tracked -> ``lock``, and ``ksm_scan`` while no tracked VMA
+  is mergeable -> ``madvise ... mergeable`` (_MERGE_KEY). A literal slot 0 (ESC)
+  turns all but the first off, so the encoder can still write such ops exactly.
 - Slots are the op's arguments in the order of ``_SPECS`` (unused slots are
   ignored; their bytes are still part of the fixed record, so a selector flip does
   not shift the rest of the input). A slot byte other than ESC is a *clustered*
@@ -48,10 +51,28 @@ resources; here the resources are a small model of what the program created so f
   ``poke`` aims half its bytes at VMAs the CPU cannot write (read-only or
   PROT_NONE: a private one gets a FOLL_FORCE COW, a shared one is EIO) or at
   shared ones.
+- Devices (spec/device.md): ``mirror`` watches d0..d2 (rarely d3, d4) over a tracked
+  VMA (its rest, a few pages, several VMAs, everything up to 2^52, sometimes an
+  empty or wrapping range: EOVERFLOW). dread/dwrite/dexcl/datomic/devents name the
+  device of a recent live subscription whose range meets a tracked VMA, its
+  process, and a page of that overlap (writable VMAs for dwrite, private writable
+  ones for dexcl/datomic), or an earlier grant; one byte value in 16 per slot
+  leaves that (EINVAL, EFAULT paths). ``lock`` aims at granted, paged-out or
+  recently written pages, ``unlock`` at recent locks. Grants, locks and pageout
+  ranges become *hot*: one VPN choice in 16 of every access is a hot page still
+  mapped there, and fork's process is the newest hot one for a quarter of its
+  bytes, so CPU faults, fork, mprotect, munmap and pins meet device-exclusive and
+  swap entries.
+- Swap and KSM: madvise draws its advice first; pageout, mergeable and unmergeable
+  then aim at recently written pages (mergeable also at the whole process), and
+  mergeable ranges are kept for one VPN choice in 16. Values written inside a
+  tracked mergeable VMA come from a 2-4 value alphabet (elsewhere half the time),
+  so ksm_scan finds equal pages; writes then COW the KSM pages.
 - The tracker is approximate (no faults, no merges, optimistic about errors): it
   only steers choices, it never decides validity; names follow the parser's rules.
-  It keeps each VMA's prot/shared bits and file offset (mmap, mprotect, munmap) and
-  predicts which pins succeed, because the models name successful pins only.
+  It keeps each VMA's prot/shared/mergeable bits and file offset (mmap, mprotect,
+  munmap, madvise) and predicts which pins and mirrors succeed, because the models
+  name successful pins and subscriptions only.
 
 Locality: records are fixed width and choices are relative to creation indexes
 that later ops do not renumber, so flipping one byte changes one op's arguments
@@ -82,17 +103,23 @@ POPULATE_MAX = 2 * HPAGE_PMD_NR
 _MAX_REGIONS = 24        # tracked VMAs per process (creation-indexed, with tombstones)
 
 # Selector weights (sum 256). The issue-3 scope (rules.md) gets most of the mass (70%);
-# pins and poke (issue 6) the next share (12.5%: a pin every ~25 ops, pread/pwrite/
-# unpin on its handles, poke; a pin access with no live pin becomes a pin, _needs);
-# every other kind keeps a few entries so it stays reachable when the models grow.
+# pins and poke (issue 6) 11% (a pin every ~28 ops, pread/pwrite/unpin on its handles,
+# poke; a pin access with no live pin becomes a pin, _needs); the device ops (issue 6:
+# mirrors, device reads/writes, exclusive grants, atomics, events, folio locks) 13%
+# and ksm_scan 1.2% (madvise pageout/mergeable/unmergeable come through Madvise's
+# advice table, _ADVICES); every other kind keeps one entry so it stays reachable
+# when the models grow.
 OP_WEIGHTS: dict[type, int] = {
-    O.Mmap: 30, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 16, O.Read: 27, O.Write: 32,
-    O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 9,
+    O.Mmap: 28, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 20, O.Read: 26, O.Write: 32,
+    O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 8,
     O.Same: 6,
-    O.Pin: 10, O.PinRead: 6, O.PinWrite: 5, O.Unpin: 4, O.Poke: 7,
+    O.Pin: 9, O.PinRead: 5, O.PinWrite: 5, O.Unpin: 4, O.Poke: 6,
+    O.Mirror: 6, O.Unmirror: 2, O.DevRead: 5, O.DevWrite: 5, O.DevExclusive: 5,
+    O.DevAtomic: 3, O.DevEvents: 2, O.Lock: 2, O.Unlock: 2,
+    O.KsmScan: 3,
 }
 for _cls in O.ALL_OPS:
-    OP_WEIGHTS.setdefault(_cls, 2)
+    OP_WEIGHTS.setdefault(_cls, 1)
 
 
 # --- the tracked state ---------------------------------------------------------------
@@ -106,16 +133,20 @@ class _Track:
     follow the models' numbering (SPEC §3: only a successful pin gets the next
     ``hK``), predicted by ``_pin_ok``; so pread/pwrite/unpin aim at the handles that
     exist at run time, and every name they use is below the parser's bound.
+    Subscriptions likewise: ``next_sub`` counts `mirror` lines, ``subs`` holds the
+    names the models give (only a successful mirror gets the next ``mK``,
+    ``_mirror_ok``) with the device, process and range each one watches.
     """
 
     __slots__ = ("next_proc", "regions", "top", "next_pin", "pin_ok", "pins", "wpins",
-                 "pinned",
-                 "next_sub", "subs", "files", "file_pages", "vms", "vm_range")
+                 "pinned", "next_sub", "sub_ok", "subs", "hot", "hot_proc", "locked",
+                 "merging", "merged", "written",
+                 "files", "file_pages", "vms", "vm_range")
 
     def __init__(self) -> None:
         self.next_proc = 1                          # p0 exists at start
         # live proc -> [(start, end, attr, file, pgoff) | None] by creation index:
-        # attr has _W/_S/_NONE bits; file is None for anon; pgoff is start's file page
+        # attr has _W/_S/_NONE/_M bits; file is None for anon; pgoff is start's file page
         self.regions: dict[str, list] = {"p0": []}
         self.top = "p0"                             # the newest live process ("" if none)
         self.next_pin = 1                           # `pin` lines so far + 1 (parser: h1 first)
@@ -123,8 +154,18 @@ class _Track:
         self.pins: dict[str, int] = {}              # live pin -> npages, in creation order
         self.wpins: set[str] = set()                # the live FOLL_WRITE (rw) pins
         self.pinned: list[tuple[int, int]] = []     # (vpn, npages) of the last _PINNED pins
-        self.next_sub = 1
-        self.subs: set[str] = set()
+        self.next_sub = 1                           # `mirror` lines so far + 1 (parser: m1)
+        self.sub_ok = 0                             # mirrors predicted to succeed (m1..)
+        # live subscription -> (dev, proc, start, end), in creation order
+        self.subs: dict[str, tuple[str, str, int, int]] = {}
+        # (vpn, npages) of the last _HOT device-exclusive grants, locks and pageouts,
+        # and of the last _HOT mergeable ranges: CPU ops aim at them (_vpn modes 13, 12)
+        self.hot: list[tuple[int, int]] = []
+        self.merged: list[tuple[int, int]] = []
+        self.hot_proc = "p0"                        # the process of the newest hot range
+        self.written: list[tuple[str, int]] = []    # (proc, vpn) of the last _WRITTEN writes
+        self.locked: list[tuple[str, int]] = []     # (proc, vpn) of the last _LOCKED locks
+        self.merging = False                        # some region was madvised mergeable
         self.files: list[str] = []                  # defined, in definition order
         self.file_pages: dict[str, int] = {}        # name -> size in pages (tracked)
         self.vms: list[str] = []
@@ -170,6 +211,7 @@ def _region(regs: list, t: int) -> tuple:
 _W = 1         # VM_WRITE (prot rw)
 _S = 2         # VM_SHARED (MAP_SHARED, anon or file)
 _NONE = 4      # PROT_NONE
+_M = 8         # VM_MERGEABLE (madvise mergeable on a private VMA: ksm_scan merges there)
 _RW, _PNONE = O.Prot.RW, O.Prot.NONE
 
 
@@ -197,15 +239,16 @@ def _subtract(regs: list, a: int, b: int) -> None:
             regs.append(right)
 
 
-def _reprotect(regs: list, a: int, b: int, prot_attr: int) -> None:
-    """Set the prot bits of [a, b) in the tracked VMAs (mprotect_fixup's split): the
-    part before a keeps the creation index, the changed part and the rest are
-    appended; a VMA whose split does not fit in _MAX_REGIONS is left as it was."""
+def _reattr(regs: list, a: int, b: int, keep: int, bits: int, private: bool = False) -> None:
+    """Set the attributes of [a, b) in the tracked VMAs to (attr & keep) | bits (the
+    split of mprotect_fixup / madvise_update_vma; ``private``: shared VMAs are left
+    alone): the part before a keeps the creation index, the changed part and the rest
+    are appended; a VMA whose split does not fit in _MAX_REGIONS is left as it was."""
     for i in range(len(regs)):
         r = regs[i]
-        if r is None or r[1] <= a or r[0] >= b:
+        if r is None or r[1] <= a or r[0] >= b or (private and r[2] & _S):
             continue
-        attr = (r[2] & _S) | prot_attr
+        attr = (r[2] & keep) | bits
         if attr == r[2]:
             continue
         pieces = [p for p in (_piece(r, r[0], a, r[2]) if r[0] < a else None,
@@ -303,8 +346,30 @@ def _pin_slot(write: bool) -> _Slot:
 
 
 PIN, PIN_W = _pin_slot(False), _pin_slot(True)
-SUB = _Slot(lambda t, v, b, x: _live_name(_MNAMES, t.subs, t.next_sub, 1, b, x),
-            _lit_index(1, "next_sub"))
+_ANY_SUB = 0xF0          # SUB bytes from here on name any mirror line's name, live or not
+
+
+def _sub_dec(t, v, b, x):
+    """A subscription for unmirror: mostly a live one (the k-th newest, or by creation
+    index); bytes >= _ANY_SUB any name up to the parser's bound (removed or failed
+    mirrors: EINVAL)."""
+    nxt = t.next_sub
+    if nxt <= 1:
+        return "m1"                       # no mirror line yet: _needs substitutes a mirror
+    if b == ESC:
+        return _MNAMES[1 + x % (nxt - 1)]
+    if b >= _ANY_SUB:
+        return _MNAMES[1 + (b & 15) % (nxt - 1)]
+    live = t.subs
+    if live:
+        if b < 0x80:
+            names = list(live)
+            return names[-1 - (b & 3) % len(names)]
+        return _nearest(_MNAMES, live, 1 + (b & 15), t.sub_ok + 1)
+    return _MNAMES[min(1 + (b & 3), nxt - 1)]     # none alive (EINVAL paths)
+
+
+SUB = _Slot(_sub_dec, _lit_index(1, "next_sub"))
 
 
 def _defined(names: list, b: int, x: int) -> str:
@@ -332,8 +397,70 @@ NEWFILE = _Slot(lambda t, v, b, x: _new_name("f", t.files, b, x),
                 lambda t, v, value: None if value in t.files else _pidx(value))
 NEWVM = _Slot(lambda t, v, b, x: _new_name("v", t.vms, b, x),
               lambda t, v, value: None if value in t.vms else _pidx(value))
-DEV = _Slot(lambda t, v, b, x: f"d{x}" if b == ESC else f"d{(b & 3) if b >= 192 else (b & 1)}",
-            lambda t, v, value: _pidx(value))
+_DEVNAMES = tuple(f"d{i}" for i in range(8))
+_ANY_DEV = 0xF0          # device-access bytes from here on ignore the subscriptions
+
+
+def _mdev_dec(t, v, b, x):
+    """mirror's device: d0..d2 (d3, d4 for a few bytes: devices nothing else uses)."""
+    if b == ESC:
+        return f"d{x}"
+    return _DEVNAMES[b % 3 if b < 0xF8 else 3 + (b & 1)]
+
+
+def _watching(t: _Track) -> list:
+    """The live subscriptions (dev, proc, start, end) of live processes, oldest first."""
+    regions = t.regions
+    return [s for s in t.subs.values() if s[1] in regions]
+
+
+def _adev_dec(t, v, b, x):
+    """The device of a device access or devents: bytes below _ANY_DEV the device of one
+    of the 8 newest live subscriptions whose process lives and still maps part of
+    the range (else of any live process), if any; else d0..d2."""
+    if b == ESC:
+        return f"d{x}"
+    if b < _ANY_DEV and t.subs:
+        cands = _overlapping(t, 8) or _watching(t)
+        if cands:
+            return cands[-1 - (b & 7) % len(cands)][0]
+    return _DEVNAMES[b % 3]
+
+
+def _overlapping(t: _Track, k: int) -> list:
+    """Up to k of the newest live subscriptions whose range meets a tracked VMA of
+    their (live) process, oldest first."""
+    out = []
+    regions = t.regions
+    for sub in reversed(t.subs.values()):
+        regs = regions.get(sub[1])
+        if regs and any(r is not None and r[0] < sub[3] and sub[2] < r[1] for r in regs):
+            out.append(sub)
+            if len(out) == k:
+                break
+    out.reverse()
+    return out
+
+
+_dev_lit = lambda t, v, value: _pidx(value)    # noqa: E731
+MDEV = _Slot(_mdev_dec, _dev_lit)
+ADEV = _Slot(_adev_dec, _dev_lit)
+
+
+def _aproc_dec(t, v, b, x):
+    """The process of a device access: bytes below 0xf0 one watched by a live
+    subscription of the chosen device (the k-th newest of those whose range meets a
+    tracked VMA, else of all), if any; else as PROC."""
+    if b < 0xF0 and t.subs:
+        dev, regions = v["dev"], t.regions
+        procs = [s[1] for s in _overlapping(t, 8) if s[0] == dev] \
+            or [s[1] for s in t.subs.values() if s[0] == dev and s[1] in regions]
+        if procs:
+            return procs[-1 - (b & 3) % len(procs)]
+    return _proc_dec(t, v, b, x)
+
+
+APROC = _Slot(_aproc_dec, PROC.lit)
 
 
 def _vma_of(t: _Track, proc: str, k: int) -> tuple:
@@ -378,16 +505,30 @@ def _vpn(proc_field: str) -> _Slot:
     """A VPN to access in the process in proc_field: mostly inside one of its tracked
     VMAs (start, last page, middle, PMD lines), sometimes just outside or invalid;
     once pins exist, one choice in 8 is a page of a recent pin (written, unmapped,
-    forked, poked or pinned again while the pin holds it)."""
+    forked, poked or pinned again while the pin holds it), one in 16 a hot page (a
+    device-exclusive grant, a lock or a pageout: the CPU op then restores, copies or
+    swaps it in) and one in 16 a page of a recent mergeable range (equal values
+    there, then ksm_scan merges them; later writes copy the KSM page)."""
 
     def dec(t, v, b, x):
         if b == ESC:
             return x & U64_MASK
         mode, j = b >> 4, b & 15
-        if mode >= 14 and t.pinned:                # a recently pinned page, still mapped
-            got = _pinned_page(t, v[proc_field], j, mode == 14)
-            if got >= 0:
-                return got
+        if mode >= 12:
+            if mode == 13:                         # a hot page (device-exclusive, locked,
+                if t.hot:                          # paged out), still mapped
+                    got = _hot_page(t.hot, t.regions.get(v[proc_field], ()), j)
+                    if got >= 0:
+                        return got
+            elif mode == 12:                       # a page of a mergeable range
+                if t.merged:
+                    got = _hot_page(t.merged, t.regions.get(v[proc_field], ()), j)
+                    if got >= 0:
+                        return got
+            elif t.pinned:                         # a recently pinned page, still mapped
+                got = _pinned_page(t, v[proc_field], j, mode == 14)
+                if got >= 0:
+                    return got
         r = _vma_of(t, v[proc_field], j & 7)
         s, e = r[0], r[1]
         n, sub = e - s, j >> 3
@@ -436,6 +577,213 @@ def _pinned_page(t: _Track, proc: str, j: int, first: bool) -> int:
         return -1
     pv, pn = mapped[-1 - (j >> 2) % len(mapped)]
     return pv if first else pv + (j & 3) % pn
+
+
+def _hot_page(ranges: list, regs, j: int) -> int:
+    """A page of the ((j >> 2) % n)-th newest of the (vpn, npages) ranges whose first
+    page the tracked VMAs regs still map; -1 if none."""
+    mapped = [h for h in ranges if _containing(regs, h[0]) is not None]
+    if not mapped:
+        return -1
+    hv, hn = mapped[-1 - (j >> 2) % len(mapped)]
+    return hv + (j & 3) % hn
+
+
+def _avpn(want: int, mask: int) -> _Slot:
+    """A VPN for a device access by v["dev"] in v["proc"]: modes 0-9 a page where a
+    live subscription of that device on that process meets a tracked VMA (one of the
+    8 newest such pairs; for modes 0-7 preferring VMAs whose attr & mask == want:
+    readable for dread, writable for dwrite, private writable for dexcl/datomic;
+    first, last, middle, second or a scattered page of the overlap),
+    10-11 a hot page the device watches (an earlier grant: atomics on it, a fault on
+    it), 12-14 a scattered page of the subscription, 15 as _vpn (outside the
+    subscription: EINVAL; outside a VMA: EFAULT)."""
+
+    def dec(t, v, b, x):
+        if b == ESC:
+            return x & U64_MASK
+        mode, j = b >> 4, b & 15
+        if mode < 15 and t.subs:
+            dev, proc = v["dev"], v["proc"]
+            subs = [s for s in t.subs.values() if s[0] == dev and s[1] == proc]
+            if subs:
+                regs = t.regions.get(proc, ())
+                if mode >= 10:
+                    for hv, hn in reversed(t.hot):
+                        if any(s[2] <= hv < s[3] for s in subs) \
+                                and _containing(regs, hv) is not None:
+                            return hv + (j & 3) % hn if j & 8 else hv
+                    mode = j >> 3
+                pairs = [(u, r) for u in subs for r in regs
+                         if r is not None and r[0] < u[3] and u[2] < r[1]]
+                if mode < 8:
+                    pairs = [p for p in pairs if p[1][2] & mask == want] or pairs
+                if pairs:
+                    u, r = pairs[-1 - (j & 7) % len(pairs)]
+                    a, z = max(u[2], r[0]), min(u[3], r[1])
+                else:
+                    u = subs[-1]
+                    a, z = u[2], min(u[3], u[2] + 16)
+                n = z - a
+                pos = mode >> 1 if mode < 10 else 4
+                if pos == 0:
+                    return a
+                if pos == 1:
+                    return z - 1
+                if pos == 2:
+                    return a + n // 2
+                if pos == 3:
+                    return a + 1 % n
+                return a + (j * 5 + (j >> 3)) % n
+        return _vpn_p(t, v, b, x)
+
+    return _Slot(dec, lambda t, v, value: value)
+
+
+AVPN_R = _avpn(0, _NONE)                 # dread: not PROT_NONE
+AVPN_W = _avpn(_W, _W)                   # dwrite: VM_WRITE (else EPERM)
+AVPN_X = _avpn(_W, _W | _S | _NONE)      # dexcl, datomic: private writable (anon after COW)
+
+
+def _lock_vpn_dec(t, v, b, x):
+    """lock's VPN: bytes below 0x60 a hot page (a device-exclusive grant first of all:
+    a locked DX folio makes fork fail and dexcl EBUSY; a locked page is not paged
+    out, merged or reused), 0x60-0xbf a page a recent CPU write made present, if
+    such a page is mapped in the process; else _vpn."""
+    if b < 0xC0:
+        regs = t.regions.get(v["proc"], ())
+        if b < 0x60:
+            if t.hot:
+                got = _hot_page(t.hot, regs, b & 15)
+                if got >= 0:
+                    return got
+        elif t.written:
+            mapped = [w for _, w in t.written if _containing(regs, w) is not None]
+            if mapped:
+                return mapped[-1 - (b & 3) % len(mapped)]
+    return _vpn_p(t, v, b, x)
+
+
+def _unlock_proc_dec(t, v, b, x):
+    """unlock's process: bytes below 0xc0 the process of the k-th newest lock, if it
+    lives; else as PROC."""
+    if b < 0xC0 and t.locked:
+        p = t.locked[-1 - (b & 3) % len(t.locked)][0]
+        if p in t.regions:
+            return p
+    return _proc_dec(t, v, b, x)
+
+
+def _unlock_vpn_dec(t, v, b, x):
+    """unlock's VPN: bytes below 0xc0 a recently locked page of the process (the k-th
+    newest), else one mapped there (a forked child maps the locked frame too), if
+    any; else _vpn (EINVAL: nothing locked there)."""
+    if b < 0xC0 and t.locked:
+        proc = v["proc"]
+        mine = [u for p, u in t.locked if p == proc]
+        if not mine:
+            regs = t.regions.get(proc, ())
+            mine = [u for _, u in t.locked if _containing(regs, u) is not None]
+        if mine:
+            return mine[-1 - (b & 3) % len(mine)]
+    return _vpn_p(t, v, b, x)
+
+
+_KSM_ADVICE = frozenset((O.Advice.MERGEABLE, O.Advice.UNMERGEABLE))
+_SWAP_KSM_ADVICE = _KSM_ADVICE | {O.Advice.PAGEOUT}
+
+
+def _madv_vpn_dec(t, v, b, x):
+    """madvise's VPN: for pageout / mergeable / unmergeable, bytes below 0xe0 aim at a
+    page a recent CPU write made present (in this process if it wrote one, else where
+    this process maps it: the start of its VMA (modes 0-2) or the page itself); for
+    mergeable, modes 0-3 are the lowest tracked VMA start instead (with MADV_NPAGES,
+    the whole process becomes mergeable, as prctl(PR_SET_MEMORY_MERGE) does); so
+    there is something to swap out or merge. Else _vpn."""
+    if b < 0xE0 and v["advice"] in _SWAP_KSM_ADVICE:
+        proc = v["proc"]
+        regs = t.regions.get(proc, ())
+        if b < 0x40 and v["advice"] is _A.MERGEABLE:
+            low = min((r[0] for r in regs if r is not None), default=-1)
+            if low >= 0:
+                return low
+        if t.written:
+            mapped = [(w, r) for p, w in t.written if p == proc
+                      for r in (_containing(regs, w),) if r is not None] \
+                or [(w, r) for _, w in t.written
+                    for r in (_containing(regs, w),) if r is not None]
+            if mapped:
+                w, r = mapped[-1 - (b & 3) % len(mapped)]
+                return r[0] if b < 0x30 else w
+    return _vpn_p(t, v, b, x)
+
+
+def _madv_npages_dec(t, v, b, x):
+    """madvise's length: for mergeable / unmergeable, bytes below 0x60 reach the end of
+    the last tracked VMA (every private VMA from vpn on), 0x60-0x9f the end of the VMA
+    at vpn; else as _npages."""
+    if b < 0xA0 and v["advice"] in _KSM_ADVICE:
+        vpn, regs = v["vpn"], t.regions.get(v["proc"], ())
+        if b < 0x60:
+            end = max((r[1] for r in regs if r is not None), default=0)
+        else:
+            r = _containing(regs, vpn)
+            end = r[1] if r is not None else 0
+        if end > vpn:
+            return end - vpn
+    return _npages_p(t, v, b, x)
+
+
+def _fork_proc_dec(t, v, b, x):
+    """fork's process: bytes below 0x40 the process of the newest hot range (a
+    device-exclusive grant, a lock, a pageout: fork restores, fails or copies swap
+    entries there), if alive; else as PROC."""
+    if b < 0x40 and t.hot and t.hot_proc in t.regions:
+        return t.hot_proc
+    return _proc_dec(t, v, b, x)
+
+
+MADV_VPN = _Slot(_madv_vpn_dec, lambda t, v, value: value)
+MADV_NPAGES = _Slot(_madv_npages_dec, lambda t, v, value: value)
+FORK_PROC = _Slot(_fork_proc_dec, PROC.lit)
+UNLOCK_PROC = _Slot(_unlock_proc_dec, PROC.lit)
+LOCK_VPN = _Slot(_lock_vpn_dec, lambda t, v, value: value)
+UNLOCK_VPN = _Slot(_unlock_vpn_dec, lambda t, v, value: value)
+
+
+def _mirror_npages_dec(t, v, b, x):
+    """A mirror's length (mmu_interval_notifier_insert: [vpn, vpn+N)): mostly the rest
+    of the VMA at vpn; 1 or a few pages; up to the end of the last tracked VMA (several
+    VMAs); past the VMA; everything up to 2^52 (every later op in the process
+    invalidates it); sometimes 0 or one page past 2^52 (EOVERFLOW)."""
+    if b == ESC:
+        return x & U64_MASK
+    mode, j = b >> 4, b & 15
+    vpn = v["vpn"]
+    if mode == 6:
+        return 1
+    if mode == 7:
+        return 1 + (j & 3)
+    if mode == 10 or mode == 11:
+        return (ADDR_LIMIT_PAGES - vpn + (j >= 12)) & U64_MASK
+    if mode == 12:
+        return 0 if j < 8 else HPAGE_PMD_NR
+    regs = t.regions.get(v["proc"], ())
+    if mode == 8:
+        last = max((r[1] for r in regs if r is not None), default=0)
+        return last - vpn if last > vpn else 16
+    r = _containing(regs, vpn)
+    if r is None:
+        return 1 + (j & 7)
+    rest = r[1] - vpn
+    if mode == 9:
+        return rest + 1 + (j & 3)
+    if mode >= 13:
+        return max(rest - (j & 3), 1)
+    return rest                                    # 0-5
+
+
+MIRROR_NPAGES = _Slot(_mirror_npages_dec, lambda t, v, value: value)
 
 
 def _poke_cand(mode: int, r: tuple) -> bool:
@@ -537,6 +885,9 @@ def _npages(proc_field: str, vpn_field: str) -> _Slot:
     return _Slot(dec, lambda t, v, value: value)
 
 
+_npages_p = _npages("proc", "vpn").dec
+
+
 def _value_dec(b: int) -> int:
     if b < 160:
         return b & 31                              # small, often equal (KSM, same values)
@@ -549,6 +900,28 @@ def _value_dec(b: int) -> int:
 
 VALUE = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC else _value_dec(b),
               lambda t, v, value: value)
+
+
+def _val_at_dec(t, v, b, x):
+    """A value stored at v["vpn"] of v["proc"] (write, dwrite, poke): as VALUE, but
+    bytes below 0x60 give 0..3, and inside a tracked mergeable VMA bytes below 0x80
+    give 1 or 2 and those below 0xc0 0..3: several pages hold equal values for
+    ksm_scan to merge."""
+    if b == ESC:
+        return x & U64_MASK
+    if b < 0xC0:
+        if t.merging:
+            r = _containing(t.regions.get(v["proc"], ()), v["vpn"])
+            if r is not None and r[2] & _M:
+                return 1 + (b & 1) if b < 0x80 else b & 3
+        if b < 0x80:
+            return b & 3
+        if b < 0xA0:
+            return b & 31
+    return _value_dec(b)
+
+
+VAL_AT = _Slot(_val_at_dec, lambda t, v, value: value)
 
 # Clustered prots: rw 5 times in 8 (writes should mostly work), none once.
 _PROTS = (O.Prot.RW, O.Prot.R, O.Prot.RW, O.Prot.NONE, O.Prot.RW, O.Prot.R, O.Prot.RW, O.Prot.RW)
@@ -633,11 +1006,14 @@ def _fileoff_lit(t, v, value):
 
 FILEOFF = _Slot(_fileoff_dec, _fileoff_lit)
 
-# Advice, weighted toward the advices the models implement (rules.md).
+# Advice, weighted toward the advices the models implement (rules.md, then swap and
+# KSM: pageout 6 in 32, mergeable 5, unmergeable 2); 32 entries.
 _A = O.Advice
 _ADVICES = (_A.DONTNEED,) * 4 + (_A.DONTFORK, _A.DOFORK, _A.WIPEONFORK, _A.KEEPONFORK,
                                   _A.POPULATE_READ, _A.POPULATE_WRITE) * 2 \
-    + (_A.HUGEPAGE, _A.NOHUGEPAGE, _A.COLLAPSE, _A.PAGEOUT, _A.MERGEABLE, _A.UNMERGEABLE)
+    + (_A.PAGEOUT,) * 6 + (_A.MERGEABLE,) * 5 + (_A.UNMERGEABLE,) * 2 \
+    + (_A.HUGEPAGE, _A.NOHUGEPAGE, _A.COLLAPSE)
+assert len(_ADVICES) == 32, len(_ADVICES)
 _ADVICE_LIST = tuple(_A)
 ADVICE = _Slot(lambda t, v, b, x: _ADVICE_LIST[x % len(_ADVICE_LIST)] if b == ESC
                else _ADVICES[b % len(_ADVICES)],
@@ -832,22 +1208,25 @@ SETVALUE = _Slot(_setvalue_dec, _setvalue_lit)
 
 # --- the op table: which slot decodes which field, in slot order -------------------------
 
+_ANY_SCAN = 0xC0         # ksm_scan's (unused) slot-0 bytes from here on keep it a scan
+_MERGE_KEY = "madvise mergeable"     # _needs' substitute for a ksm_scan: a plan, no class
+
 _P, _V, _N = ("proc", PROC), ("vpn", _vpn("proc")), ("npages", _npages("proc", "vpn"))
-_VAL = ("value", VALUE)
+_VAL, _VAL_AT = ("value", VALUE), ("value", VAL_AT)
 _F, _PG = ("file", FILE), ("pgoff", PGOFF)
-_D, _VMN = ("dev", DEV), ("vm", VM)
+_D, _AP, _VMN = ("dev", ADEV), ("proc", APROC), ("vm", VM)
 
 _SPECS: dict[type, tuple] = {
     O.Mmap: (_P, ("vpn", _vpn_mmap("proc")), _N, (("prot", "flags"), PROTFLAGS),
              (("file", "off"), FILEOFF)),
     O.Munmap: (_P, _V, _N),
     O.Mprotect: (_P, _V, _N, ("prot", PROT)),
-    O.Madvise: (_P, _V, _N, ("advice", ADVICE)),
+    O.Madvise: (_P, ("advice", ADVICE), ("vpn", MADV_VPN), ("npages", MADV_NPAGES)),
     O.Read: (_P, _V),
-    O.Write: (_P, _V, _VAL),
-    O.Fork: (_P,),
+    O.Write: (_P, _V, _VAL_AT),
+    O.Fork: (("proc", FORK_PROC),),
     O.Exit: (_P,),
-    O.Poke: (_P, ("vpn", POKE_VPN), _VAL),
+    O.Poke: (_P, ("vpn", POKE_VPN), _VAL_AT),
     O.ClearRefs: (_P,),
     O.Pin: (_P, ("vpn", PIN_VPN), ("npages", PIN_NPAGES), ("mode", PINMODE)),
     O.PinRead: (("pin", PIN), ("index", PIN_INDEX)),
@@ -860,15 +1239,15 @@ _SPECS: dict[type, tuple] = {
     O.CleanRecord: (_F, _PG, ("npages", FILE_SPAN)),
     O.Split: (_P, _V),
     O.KsmScan: (),
-    O.Mirror: (_D, _P, _V, _N),
+    O.Mirror: (("dev", MDEV), _P, _V, ("npages", MIRROR_NPAGES)),
     O.Unmirror: (("sub", SUB),),
-    O.DevRead: (_D, _P, _V),
-    O.DevWrite: (_D, _P, _V, _VAL),
-    O.DevExclusive: (_D, _P, _V),
-    O.DevAtomic: (_D, _P, _V, ("add", VALUE)),
+    O.DevRead: (_D, _AP, ("vpn", AVPN_R)),
+    O.DevWrite: (_D, _AP, ("vpn", AVPN_W), _VAL_AT),
+    O.DevExclusive: (_D, _AP, ("vpn", AVPN_X)),
+    O.DevAtomic: (_D, _AP, ("vpn", AVPN_X), ("add", VALUE)),
     O.DevEvents: (_D,),
-    O.Lock: (_P, _V),
-    O.Unlock: (_P, _V),
+    O.Lock: (_P, ("vpn", LOCK_VPN)),
+    O.Unlock: (("proc", UNLOCK_PROC), ("vpn", UNLOCK_VPN)),
     O.VmInit: (("vm", NEWVM), ("start", VM_START), ("npages", VM_NPAGES)),
     O.BindMap: (_VMN, ("va", VA), ("npages", VA_NPAGES), _F, (("off", "is_async"), OFF_ASYNC)),
     O.BindUnmap: (_VMN, ("va", VA), ("npages", VA_NPAGES), ("is_async", ASYNC)),
@@ -888,9 +1267,16 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
     When slot 0 is clustered (not ESC), also: an access to a process with no tracked
     VMA becomes ``mmap`` in that process (else every op before the first mmap is a
     SEGV), an ``exit`` of the last live process becomes ``fork`` (after it every
-    later op is ESRCH: a wasted input), and a pin access (pread, pwrite, unpin) while
+    later op is ESRCH: a wasted input), a pin access (pread, pwrite, unpin) while
     no pin is live becomes ``pin``, unless its byte is >= _ANY_PIN (a dead handle on
-    purpose). A literal slot 0 keeps the op as written.
+    purpose), an ``unmirror`` while no subscription is live becomes ``mirror`` (unless
+    its byte is >= _ANY_SUB), and a device access (dread, dwrite, dexcl, datomic)
+    while no live subscription watches part of a tracked VMA becomes ``mirror``
+    (unless its device byte is >= _ANY_DEV: EINVAL on purpose), an ``unlock`` while
+    no lock is tracked becomes ``lock`` (unless its byte is >= 0xc0), and a ``ksm_scan``
+    while no tracked VMA is mergeable becomes ``madvise P VPN N mergeable`` (_MERGE_KEY;
+    unless its unused slot 0 is >= _ANY_SCAN). A literal slot 0 keeps the op as
+    written.
     """
     kinds = _NEEDED[cls]
     if "vma" in kinds:
@@ -903,8 +1289,14 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
         return O.Fork if len(t.regions) <= 1 and slot0 != ESC else None
     if "pin" in kinds and (t.next_pin == 1 or (not t.pins and slot0 < _ANY_PIN)):
         return O.Pin       # no pin yet; or none alive and the byte asks for a live one
-    if "sub" in kinds and t.next_sub == 1:
-        return O.Mirror
+    if "sub" in kinds and (t.next_sub == 1 or (not t.subs and slot0 < _ANY_SUB)):
+        return O.Mirror    # no mirror yet; or none alive and the byte asks for a live one
+    if "dsub" in kinds:    # a device access while no mapped range is watched: mirror
+        return O.Mirror if slot0 < _ANY_DEV and not _overlapping(t, 1) else None
+    if "lock" in kinds:    # unlock while no lock is tracked: lock
+        return O.Lock if slot0 < 0xC0 and not t.locked else None
+    if "merge" in kinds:   # ksm_scan while no tracked VMA is mergeable: make some so
+        return _MERGE_KEY if slot0 < _ANY_SCAN and not _any_mergeable(t) else None
     if "vm" in kinds and not t.vms:
         return O.VmInit
     if "file" in kinds and not t.files:
@@ -918,12 +1310,22 @@ _NEEDED = {cls: frozenset(f for f, slot in spec if f in ("pin", "sub", "vm", "fi
                           and slot in (PIN, PIN_W, SUB, VM, FILE))
            for cls, spec in _SPECS.items()}
 _NEEDED[O.Exit] = frozenset(("live",))
+_NEEDED[O.KsmScan] = frozenset(("merge",))
+_NEEDED[O.Unlock] = frozenset(("lock",))
+_NEEDED[_MERGE_KEY] = _NEEDED[O.Madvise]
+_NEEDED.update({cls: frozenset(("dsub",))
+                for cls in (O.DevRead, O.DevWrite, O.DevExclusive, O.DevAtomic)})
 _NEEDED.update({cls: frozenset(("vma",)) for cls, spec in _SPECS.items()
-                if cls is not O.Mmap and spec[:1] == (_P,) and len(spec) > 1
-                and spec[1][0] == "vpn"})
+                if cls is not O.Mmap and spec[:1] == (_P,)
+                and any(f == "vpn" for f, _ in spec)})
 
 
 _POPULATE_ADVICE = frozenset((O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE))
+
+
+def _any_mergeable(t: _Track) -> bool:
+    return t.merging and any(r is not None and r[2] & _M
+                             for regs in t.regions.values() for r in regs)
 
 
 def walk_too_long(t: _Track, op) -> bool:
@@ -1010,7 +1412,7 @@ def _apply_mmap(t: _Track, op: O.Mmap) -> None:
 def _apply_mprotect(t: _Track, op: O.Mprotect) -> None:
     regs = t.regions.get(op.proc)
     if regs is not None and 0 < op.npages <= TASK_SIZE_PAGES - op.vpn:
-        _reprotect(regs, op.vpn, op.vpn + op.npages, _prot_attr(op.prot))
+        _reattr(regs, op.vpn, op.vpn + op.npages, _S | _M, _prot_attr(op.prot))
 
 
 def _apply_munmap(t: _Track, op: O.Munmap) -> None:
@@ -1072,9 +1474,87 @@ def _apply_pin(t: _Track, op: O.Pin) -> None:
             del t.pinned[0]
 
 
+def _mirror_ok(t: _Track, op: O.Mirror) -> bool:
+    """Would the mirror succeed (reference/notifier.py insert)? A live process, N > 0
+    and VPN + N <= 2^52; no VMA is needed."""
+    return op.proc in t.regions and 0 < op.npages and op.vpn + op.npages <= ADDR_LIMIT_PAGES
+
+
 def _apply_mirror(t: _Track, op: O.Mirror) -> None:
-    t.subs.add(_MNAMES[t.next_sub])
-    t.next_sub += 1
+    t.next_sub += 1                      # the parser counts every mirror line
+    if _mirror_ok(t, op):                # the models name successful mirrors only
+        t.sub_ok += 1
+        t.subs[_MNAMES[t.sub_ok]] = (op.dev, op.proc, op.vpn, op.vpn + op.npages)
+
+
+_HOT = 6        # recent hot ranges that _vpn, lock and device accesses aim at
+_HOT_CAP = 16   # pages of a pageout / mergeable range kept hot
+_LOCKED = 4     # recent locks that unlock aims at
+
+
+def _heat(t: _Track, proc: str, vpn: int, npages: int) -> None:
+    t.hot_proc = proc
+    t.hot.append((vpn, npages))
+    if len(t.hot) > _HOT:
+        del t.hot[0]
+
+
+def _apply_grant(t: _Track, op) -> None:
+    """dexcl / datomic: the page becomes (or stays) device-exclusive, if it is in a
+    private writable tracked VMA (else EFAULT / EOPNOTSUPP: nothing to heat)."""
+    r = _containing(t.regions.get(op.proc, ()), op.vpn)
+    if r is not None and r[2] & (_W | _S | _NONE) == _W:
+        _heat(t, op.proc, op.vpn, 1)
+
+
+def _apply_lock(t: _Track, op: O.Lock) -> None:
+    _heat(t, op.proc, op.vpn, 1)
+    t.locked.append((op.proc, op.vpn))
+    if len(t.locked) > _LOCKED:
+        del t.locked[0]
+
+
+_WRITTEN = 4    # recent CPU writes that pageout / mergeable ranges aim at
+
+
+def _apply_write(t: _Track, op: O.Write) -> None:
+    r = _containing(t.regions.get(op.proc, ()), op.vpn)
+    if r is None or not r[2] & _W:
+        return                           # SEGV: nothing made present
+    t.written.append((op.proc, op.vpn))
+    if len(t.written) > _WRITTEN:
+        del t.written[0]
+
+
+def _apply_unlock(t: _Track, op: O.Unlock) -> None:
+    t.locked = [k for k in t.locked if k[1] != op.vpn]
+
+
+_PAGEOUT, _MERGEABLE, _UNMERGEABLE = _A.PAGEOUT, _A.MERGEABLE, _A.UNMERGEABLE
+
+
+def _apply_madvise(t: _Track, op: O.Madvise) -> None:
+    """pageout ranges get hot (later ops fault them back, fork, pin or write them),
+    mergeable ones are kept for _vpn mode 12 (equal values written there, pins);
+    mergeable / unmergeable set / clear _M on private tracked VMAs."""
+    adv = op.advice
+    if adv is _PAGEOUT or adv is _MERGEABLE or adv is _UNMERGEABLE:
+        n = op.npages
+        if not 0 < n <= TASK_SIZE_PAGES - op.vpn:
+            return
+        if adv is _PAGEOUT:
+            _heat(t, op.proc, op.vpn, min(n, _HOT_CAP))
+            return
+        regs = t.regions.get(op.proc)
+        if regs is not None:
+            if adv is _MERGEABLE:
+                t.merging = True
+                t.merged.append((op.vpn, min(n, _HOT_CAP)))
+                if len(t.merged) > _HOT:
+                    del t.merged[0]
+                _reattr(regs, op.vpn, op.vpn + n, -1, _M, private=True)
+            else:
+                _reattr(regs, op.vpn, op.vpn + n, ~_M, 0)
 
 
 def _apply_file(t: _Track, op: O.File) -> None:
@@ -1107,8 +1587,14 @@ _APPLY: dict[type, Callable] = {
     O.Exit: _apply_exit,
     O.Pin: _apply_pin,
     O.Unpin: _apply_unpin,
+    O.Madvise: _apply_madvise,
+    O.Write: _apply_write,
     O.Mirror: _apply_mirror,
-    O.Unmirror: lambda t, op: t.subs.discard(op.sub),
+    O.Unmirror: lambda t, op: t.subs.pop(op.sub, None),
+    O.DevExclusive: _apply_grant,
+    O.DevAtomic: _apply_grant,
+    O.Lock: _apply_lock,
+    O.Unlock: _apply_unlock,
     O.File: _apply_file,
     O.FileWrite: _apply_fwrite,
     O.VmInit: _apply_vm,
@@ -1186,8 +1672,13 @@ def _decode_record(t: _Track, cls: type, data: bytes, pos: int, end: int):
 
 # Per op class, everything decode() looks up: (class, substitution kinds, field
 # defaults, slot plan, state update or None); and the same by selector byte.
-_INFO: dict[type, tuple] = {cls: (cls, _NEEDED[cls]) + _PLANS[cls] + (_APPLY.get(cls),)
-                            for cls in O.ALL_OPS}
+_INFO: dict = {cls: (cls, _NEEDED[cls]) + _PLANS[cls] + (_APPLY.get(cls),)
+               for cls in O.ALL_OPS}
+# A madvise whose advice slot is ignored: always mergeable (ksm_scan's substitute).
+_INFO[_MERGE_KEY] = (O.Madvise, _NEEDED[_MERGE_KEY], _PLANS[O.Madvise][0],
+                     tuple((f, (lambda t, v, b, x: _A.MERGEABLE) if f == "advice" else dec)
+                           for f, dec in _PLANS[O.Madvise][1]),
+                     _APPLY[O.Madvise])
 _BY_SELECTOR = tuple(_INFO[cls] for cls in SELECTOR)
 _MMAP, _MADVISE, _PIN = O.Mmap, O.Madvise, O.Pin
 

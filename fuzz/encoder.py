@@ -70,8 +70,10 @@ def _encode_op(t: D._Track, op: Op, index: int) -> bytes:
             vals.update(zip(field, want))
     if D._needs(cls, t, slot_bytes[0]) is not None:
         # a clustered slot 0 would make decode substitute another op (_needs): literal
-        field, slot = D._SPECS[cls][0]
-        ext = bytearray(_varint(slot.lit(t, {}, getattr(op, field)))) + ext
+        # (an op without slots, ksm_scan, just gets ESC there: unused, no varint)
+        if D._SPECS[cls]:
+            field, slot = D._SPECS[cls][0]
+            ext = bytearray(_varint(slot.lit(t, {}, getattr(op, field)))) + ext
         slot_bytes[0] = D.ESC
     record = bytes([sel]) + bytes(slot_bytes) + bytes(ext)
     got, end = D._decode_record(t, cls, record, 0, len(record))

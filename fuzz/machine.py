@@ -4,9 +4,15 @@ Each rule is one op of SPEC §3; it runs on both models and the two results must
 equal. After every step the invariant compares the canonical snapshots (SPEC §4.2)
 and runs both models' SPEC §5 self-checks. Bundles hold what ops create: process
 names (fork), file names (file), VMA handles (mmap results, which reach the
-addresses the model picked for `mmap P 0 ...`) and pin handles (pin results, with
+addresses the model picked for `mmap P 0 ...`), pin handles (pin results, with
 the pages they hold: rules then fork, write, poke, mprotect and unmap those pages
-while the pin holds them, and read/write through the pin).
+while the pin holds them, and read/write through the pin) and subscriptions
+(mirror results, with the range they watch: devices read, write, take exclusive
+and atomic access there, then CPU faults, fork, mprotect, munmap, madvise and
+folio locks change what they mirror), device-exclusive grants, and mappings paged
+out or filled with equal values, made mergeable and scanned (then forked,
+written, pinned). The device, swap and KSM families are each on in a third of
+the runs (``topics``), so the other rules keep their share of the steps.
 
 A failure raises ``LockstepFailure`` whose message is the runner's report for the
 program so far (fuzz/report.py): the divergence and a `.mmd` reproducer that
@@ -76,6 +82,52 @@ class PinRef:
         return k % self.npages
 
 
+@dataclass(frozen=True)
+class SubRef:
+    """One successful mirror: its subscription name, device, process and range."""
+
+    name: str
+    dev: str
+    proc: str
+    vpn: int
+    npages: int
+
+    def page(self, index: int) -> int:
+        """The vpn of page ``index`` of the watched range (modulo its length)."""
+        return self.vpn + index % self.npages
+
+    def span(self) -> int:
+        """The range's length, capped at 8 pages (for CPU range ops over it)."""
+        return min(self.npages, 8)
+
+
+@dataclass(frozen=True)
+class GrantRef:
+    """One successful dexcl / datomic: the device and the page it took exclusive."""
+
+    dev: str
+    proc: str
+    vpn: int
+
+
+def _cpu_op(kind: type, proc: str, vpn: int, value: int) -> O.Op:
+    """A CPU-side access of kind Read, Write, Poke or Pin (a 1-page rw pin) at vpn."""
+    if kind is O.Read:
+        return O.Read(proc, vpn)
+    if kind is O.Pin:
+        return O.Pin(proc, vpn, 1, O.PinMode.RW)
+    return kind(proc, vpn, value)
+
+
+def _device_op(kind: type, dev: str, proc: str, vpn: int, value: int) -> O.Op:
+    """A device op of kind DevRead, DevWrite, DevExclusive, DevAtomic or DevEvents."""
+    if kind is O.DevEvents:
+        return O.DevEvents(dev)
+    if kind is O.DevRead or kind is O.DevExclusive:
+        return kind(dev, proc, vpn)
+    return kind(dev, proc, vpn, value)
+
+
 def _final_run() -> bool:
     """False while Hypothesis searches or shrinks (the report is built only for the run
     it prints); True in its final run and outside Hypothesis (a machine driven by hand)."""
@@ -96,6 +148,25 @@ PAST_END, FAR_PAST = -1, -2
 _PIN_INDEXES = st.integers(0, 7).flatmap(
     lambda k: st.sampled_from((PAST_END, FAR_PAST)) if k == 7 else st.integers(0, 7))
 MAX_DEAD_PINS = 8              # unpinned handles kept for use-after-unpin rules
+MAX_LOCKS = 8                  # (proc, vpn) of locks that succeeded, for unlock rules
+_DEVICES = st.sampled_from(S.DEVICES)
+_CPU = (O.Write, O.Read, O.Poke, O.Pin)       # _cpu_op kinds
+# Device ops: exclusive grants and atomics twice as often as reads, writes, events.
+_DEVICE_OPS = st.sampled_from((O.DevExclusive, O.DevAtomic, O.DevRead, O.DevWrite,
+                               O.DevExclusive, O.DevAtomic, O.DevEvents))
+# What follows a grant: CPU accesses (restores) half the time.
+_GRANT_FOLLOWUPS = st.sampled_from(_CPU + _CPU + (O.DevAtomic, O.DevRead, O.Lock, O.Fork,
+                                                  O.Mprotect, O.Munmap, O.Madvise))
+_MIRROR_FOLLOWUPS = st.sampled_from(_CPU + (O.Fork, O.Mprotect, O.Munmap, O.Madvise))
+_SWAP_FOLLOWUPS = st.sampled_from((O.Fork,) + _CPU)
+_MERGE_FOLLOWUPS = st.sampled_from(_CPU + (O.Madvise,))
+_MERGE_BEFORE = st.sampled_from((O.Pin, O.Lock, O.Fork))
+_PAGE_ADVICE = st.sampled_from((O.Advice.PAGEOUT, O.Advice.DONTNEED, O.Advice.MERGEABLE,
+                                O.Advice.UNMERGEABLE))
+# An issue-6 rule family is on in a third of the runs (shrinks to off).
+_TOPIC = st.integers(0, 2).map(lambda k: k == 2)
+# Page indexes into a subscription: 0..3, so that device ops and CPU ops meet.
+_SUB_PAGES = st.integers(0, 3)
 
 
 class LockstepMachine(RuleBasedStateMachine):
@@ -107,6 +178,10 @@ class LockstepMachine(RuleBasedStateMachine):
     files = Bundle("files")    # file names (str), including failed (devmem) definitions
     vmas = Bundle("vmas")      # VmaHandle of each mmap that returned an address
     pins = Bundle("pins")      # PinRef of each pin that returned a handle; unpin consumes
+    subs = Bundle("subs")      # SubRef of each mirror that returned a name; unmirror consumes
+    grants = Bundle("grants")  # GrantRef of each dexcl / datomic that succeeded
+    swapped = Bundle("swapped")    # VmaHandle of each mapping paged out
+    merged = Bundle("merged")      # VmaHandle of each mapping made mergeable and scanned
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,6 +190,9 @@ class LockstepMachine(RuleBasedStateMachine):
         self.ops: list[O.Op] = []         # the program so far, in execution order
         self.scope = S.Scope()            # names valid at the next line (for the parser)
         self.dead_pins: list[str] = []    # handles unpinned (their names stay parseable)
+        self.locks: list[tuple[str, int]] = []   # (proc, vpn) of successful locks
+        # issue-6 rule families on in this run (topics(); all on when driven by hand)
+        self.topics: set[str] = {"devices", "swap", "ksm"}
         self._printed = 0                 # ops already shown by _repr_step
 
     # --- the program so far ------------------------------------------------------------
@@ -168,6 +246,20 @@ class LockstepMachine(RuleBasedStateMachine):
     def p0(self) -> str:
         """p0 exists at start (SPEC §3); no op needed."""
         return "p0"
+
+    @initialize(target=subs, devices=_TOPIC, swap=_TOPIC, ksm=_TOPIC)
+    def topics(self, devices: bool, swap: bool, ksm: bool) -> Any:
+        """Which issue-6 rule families this run uses (each in a third of the runs):
+        their entry rules (mirror, device_vma, pageout, ksm, lock) are off otherwise,
+        so that a run without them draws the issue-3 and pin rules as often as before.
+        With devices, d0 watches all of p0 from the start (`mirror d0 p0 0 2^52`), so
+        any mapping of p0 is one step from a device access."""
+        self.topics = {name for name, on in (("devices", devices), ("swap", swap),
+                                              ("ksm", ksm)) if on}
+        if not devices:
+            return multiple()
+        got = self._step(O.Mirror("d0", "p0", 0, O.ADDR_LIMIT_PAGES))
+        return SubRef(str(got.payload), "d0", "p0", S.WINDOW_BASE, S.WINDOW_PAGES)
 
     @initialize(target=files, npages=S.file_pages())
     def f0(self, npages: int) -> str:
@@ -234,10 +326,13 @@ class LockstepMachine(RuleBasedStateMachine):
 
     # --- processes ---------------------------------------------------------------------
 
-    @rule(target=procs, proc=procs)
-    def fork(self, proc):
+    def _forked(self, proc: str) -> Any:
         got = self._step(O.Fork(proc))
         return got.payload if got.kind is ResultKind.NAME else multiple()
+
+    @rule(target=procs, proc=procs)
+    def fork(self, proc):
+        return self._forked(proc)
 
     # Not the last live process: a run with no process left would spend its remaining
     # steps on ESRCH. Exiting every process is the property tests' job (tests/).
@@ -310,8 +405,7 @@ class LockstepMachine(RuleBasedStateMachine):
     def fork_pinned(self, pin):
         """fork of the pinning process (or of one that inherited the range): the
         child must get its own copy of an exclusive pinned anon page."""
-        got = self._step(O.Fork(pin.proc))
-        return got.payload if got.kind is ResultKind.NAME else multiple()
+        return self._forked(pin.proc)
 
     @rule(pin=pins, proc=procs, index=_VMA_PAGES, value=S.values(),
           kind=st.sampled_from((O.Write, O.Poke, O.Read)))
@@ -343,6 +437,198 @@ class LockstepMachine(RuleBasedStateMachine):
         """FOLL_FORCE write into a mapping: read-only and PROT_NONE private ones get a
         COW copy only the poked process sees; shared read-only ones are EIO."""
         self._step(O.Poke(vma.proc, vma.page(index), value))
+
+    # --- devices (spec/device.md, reference/notifier.py, reference/hmm.py) -------------------
+    # A mirror over a mapping an mmap returned (sometimes the whole address space),
+    # then device reads, writes, exclusive grants and atomics on the pages it watches;
+    # a granted page (grants bundle) then meets CPU faults (which restore it), fork,
+    # mprotect, munmap, madvise, folio locks and the device's next atomic. Few rules,
+    # each drawing among related ops, so that the issue-3 rules keep their share.
+
+    @precondition(lambda self: "devices" in self.topics)
+    @rule(target=subs, vma=vmas, dev=_DEVICES, shape=st.integers(0, 7),
+          vpn_npages=S.mirror_ranges())
+    def mirror(self, vma, dev, shape, vpn_npages):
+        """Watch exactly a mapping (shapes 0-5), the whole address space (6; the SubRef
+        still aims at the mapping's pages) or a window range of its process (7)."""
+        if shape == 6:
+            op = O.Mirror(dev, vma.proc, 0, O.ADDR_LIMIT_PAGES)
+        elif shape == 7:
+            op = O.Mirror(dev, vma.proc, *vpn_npages)
+        else:
+            op = O.Mirror(dev, vma.proc, vma.vpn, vma.npages)
+        got = self._step(op)
+        if got.kind is not ResultKind.NAME:
+            return multiple()                                        # no name on failure
+        aim = vma if shape == 6 else VmaHandle(op.proc, op.vpn, op.npages)
+        return SubRef(str(got.payload), dev, vma.proc, aim.vpn, aim.npages)
+
+    @rule(sub=consumes(subs), again=st.integers(0, 3))
+    def unmirror(self, sub, again):
+        """Remove a subscription (the device drops its entries); one in 4 twice: EINVAL."""
+        self._step(O.Unmirror(sub.name))
+        if again == 3:
+            self._step(O.Unmirror(sub.name))
+
+    @rule(target=grants, sub=subs, index=_SUB_PAGES, value=S.values(), kind=_DEVICE_OPS,
+          then=_GRANT_FOLLOWUPS | st.none(), proc=procs)
+    def device(self, sub, index, value, kind, then, proc):
+        """dread, dwrite, dexcl, datomic or devents by the subscription's device on a
+        page it watches; a successful dexcl / datomic is a grant, and one of
+        ``granted``'s follow-ups comes at once (unless ``then`` is None)."""
+        d, p, v = sub.dev, sub.proc, sub.page(index)
+        got = self._step(_device_op(kind, d, p, v, value))
+        if kind in (O.DevExclusive, O.DevAtomic) and got.kind in (ResultKind.OK,
+                                                                  ResultKind.VALUE):
+            grant = GrantRef(d, p, v)
+            if then is not None:
+                self._follow_grant(grant, proc, value, then)
+            return grant
+        return multiple()
+
+    @precondition(lambda self: "devices" in self.topics)
+    @rule(target=grants, vma=vmas, dev=st.sampled_from(("d0", "d0", "d0", "d1", "d2")),
+          index=_SUB_PAGES, value=S.values(), kind=_DEVICE_OPS,
+          then=_GRANT_FOLLOWUPS | st.none(), proc=procs)
+    def device_vma(self, vma, dev, index, value, kind, then, proc):
+        """As ``device`` on a page of a mapping (watched when d0 watches all of p0, or
+        by a mirror of the mapping; else EINVAL)."""
+        return self.device(SubRef("", dev, vma.proc, vma.vpn, vma.npages), index, value,
+                           kind, then, proc)
+
+    @rule(target=procs, grant=grants, proc=procs, value=S.values(), kind=_GRANT_FOLLOWUPS)
+    def granted(self, grant, proc, value, kind):
+        """After a grant: a CPU write, read, poke or pin of the page (in its process or
+        one sharing the VPN: the fault restores the entry, every device must drop its
+        atomic mapping first); the device's next atomic or read; a lock (then fork
+        fails with ENOMEM, dexcl EBUSY); munmap, mprotect, pageout of the page; or a
+        fork of its process (restored in the parent without an event)."""
+        return self._follow_grant(grant, proc, value, kind)
+
+    def _follow_grant(self, grant: GrantRef, proc: str, value: int, kind: type) -> Any:
+        p, v = grant.proc, grant.vpn
+        if kind is O.Fork:
+            return self._forked(p)
+        if kind in (O.DevAtomic, O.DevRead):
+            self._step(_device_op(kind, grant.dev, p, v, value))
+        elif kind is O.Lock:
+            self._lock(p, v)
+        elif kind is O.Munmap:
+            self._step(O.Munmap(p, v, 1))
+        elif kind is O.Mprotect:
+            self._step(O.Mprotect(p, v, 1, O.Prot.R if value & 1 else O.Prot.RW))
+        elif kind is O.Madvise:
+            self._step(O.Madvise(p, v, 1, O.Advice.PAGEOUT))
+        else:
+            self._step(_cpu_op(kind, proc, v, value))
+        return multiple()
+
+    @rule(target=procs, sub=subs, proc=procs, index=_SUB_PAGES, value=S.values(),
+          kind=_MIRROR_FOLLOWUPS, advice=_PAGE_ADVICE)
+    def mirrored(self, sub, proc, index, value, kind, advice):
+        """A CPU write, read, poke or pin of a watched page, in the watched process or
+        another (a COW copy must invalidate the device's old frame); munmap, mprotect
+        or madvise over the watched range (at most 8 pages); or a fork of the watched
+        process (protection_page events)."""
+        p, n = sub.proc, sub.span()
+        if kind is O.Fork:
+            return self._forked(p)
+        if kind is O.Munmap:
+            self._step(O.Munmap(p, sub.vpn, n))
+        elif kind is O.Mprotect:
+            self._step(O.Mprotect(p, sub.vpn, n, O.Prot.R if value & 1 else O.Prot.RW))
+        elif kind is O.Madvise:
+            self._step(O.Madvise(p, sub.vpn, n, advice))
+        else:
+            self._step(_cpu_op(kind, proc, sub.page(index), value))
+        return multiple()
+
+    # Folio locks: held across fork (a locked device-exclusive folio makes it fail),
+    # dexcl (EBUSY), write faults (no reuse), pageout and KSM (skipped).
+
+    def _lock(self, proc: str, vpn: int) -> None:
+        if self._step(O.Lock(proc, vpn)).kind is ResultKind.OK \
+                and len(self.locks) < MAX_LOCKS:
+            self.locks.append((proc, vpn))
+
+    @precondition(lambda self: self.topics)
+    @rule(vma=vmas, index=_VMA_PAGES, unlock=st.integers(0, 2), which=st.integers(0, 7))
+    def lock(self, vma, index, unlock, which):
+        """Lock a page of a mapping; or (unlock 1-2) unlock a page locked earlier, in its
+        process or (2) in the mapping's (a child maps the same frame; another frame:
+        EINVAL), or this page if nothing is locked."""
+        if not unlock:
+            self._lock(vma.proc, vma.page(index))
+        elif self.locks:
+            k = which % len(self.locks)
+            owner, vpn = self.locks[k]
+            if self._step(O.Unlock(owner if unlock == 1 else vma.proc, vpn)).kind \
+                    is ResultKind.OK:
+                del self.locks[k]
+        else:
+            self._step(O.Unlock(vma.proc, vma.page(index)))
+
+    # --- swap and KSM (reference/vmscan.py, swap.py, ksm.py) ------------------------------
+    # A mapping paged out (swapped bundle) then forked, written, read, pinned or poked
+    # (swap-in, the exclusive marker); a mapping filled with equal values, made
+    # mergeable and scanned (merged bundle), then written, pinned or poked and scanned
+    # again.
+
+    @precondition(lambda self: "swap" in self.topics)
+    @rule(target=swapped, vma=vmas, index=_VMA_PAGES, value=S.values(),
+          then=_SWAP_FOLLOWUPS | st.none(), proc=procs)
+    def pageout(self, vma, index, value, then, proc):
+        """Write one page of a mapping (so something is present), then page it all out;
+        one of ``swapped_in``'s follow-ups comes at once (unless ``then`` is None)."""
+        self._step(O.Write(vma.proc, vma.page(index), value))
+        self._step(O.Madvise(vma.proc, vma.vpn, vma.npages, O.Advice.PAGEOUT))
+        if then is not None:
+            self.swapped_in(vma, proc, index, value, then)
+        return vma
+
+    @rule(target=procs, sw=swapped, proc=procs, index=_VMA_PAGES, value=S.values(),
+          kind=_SWAP_FOLLOWUPS)
+    def swapped_in(self, sw, proc, index, value, kind):
+        """A fault on a swap entry (write, read, poke, pin), in the process that paged
+        it out or a child that copied the entry; or a fork of that process (the
+        exclusive marker must go in both)."""
+        if kind is O.Fork:
+            return self._forked(sw.proc)
+        self._step(_cpu_op(kind, proc, sw.page(index), value))
+        return multiple()
+
+    @precondition(lambda self: "ksm" in self.topics)
+    @rule(target=merged, vma=vmas, value=st.sampled_from((1, 2, 0)), count=st.integers(2, 4),
+          before=st.none() | _MERGE_BEFORE)
+    def ksm(self, vma, value, count, before):
+        """The same value in the first pages of a mapping, then (unless ``before`` is
+        None) a pin, a lock or a fork holding its first page, mergeable, ksm_scan: the
+        pages merge, except a pinned or locked one (write_protect_page fails) and a
+        frame the child shares (it waits on itself)."""
+        for i in range(min(count, vma.npages)):
+            self._step(O.Write(vma.proc, vma.vpn + i, value))
+        if before is O.Fork:
+            self._forked(vma.proc)
+        elif before is O.Lock:
+            self._lock(vma.proc, vma.vpn)
+        elif before is O.Pin:
+            self._step(O.Pin(vma.proc, vma.vpn, 1, O.PinMode.RW_LONGTERM))
+        self._step(O.Madvise(vma.proc, vma.vpn, vma.npages, O.Advice.MERGEABLE))
+        self._step(O.KsmScan())
+        return vma
+
+    @rule(m=merged, proc=procs, index=_SUB_PAGES, value=S.values(), kind=_MERGE_FOLLOWUPS,
+          rescan=st.booleans())
+    def merged_touch(self, m, proc, index, value, kind, rescan):
+        """A write (COW of the KSM page), read, poke or pin (unshare) of a merged page,
+        or unmergeable over the mapping; then, half the time, ksm_scan again (a pinned
+        or locked copy must not merge)."""
+        if kind is O.Madvise:
+            self._step(O.Madvise(m.proc, m.vpn, m.npages, O.Advice.UNMERGEABLE))
+        else:
+            self._step(_cpu_op(kind, proc, m.page(index), value))
+        if rescan:
+            self._step(O.KsmScan())
 
     # --- probes and later issues ---------------------------------------------------------
 

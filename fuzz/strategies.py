@@ -8,10 +8,12 @@ below mmap_min_addr, TASK_SIZE, 2^52 wrap) to exercise errno paths; every edge
 branch shrinks back toward the common one.
 
 Kinds are weighted toward the ops the models support (issue-3 scope, see
-reference/machine.py, then pins and poke: issue 6), but every op kind of
+reference/machine.py, then issue 6: pins and poke, device mirrors and
+device-exclusive access, folio locks, pageout and KSM), but every op kind of
 reference/ops.py can be drawn: ops outside the scope must return ENOSYS in both
-models, and that is checked too. Pins land on the same window, so they meet
-fork, CPU writes, munmap, mprotect and poke of the pages they hold.
+models, and that is checked too. Pins and mirrors land on the same window, so
+they meet fork, CPU writes, munmap, mprotect and poke of the pages they hold or
+watch.
 
 Per-op strategies take names as a plain string or a strategy of names, so a
 user's own test can write ``write_ops("p0")`` or ``write_ops(st.sampled_from(
@@ -37,7 +39,7 @@ NameArg = Union[str, SearchStrategy[str]]
 
 WINDOW_BASE = 0x1f8            # 8 pages below the 512-page (PMD) boundary at 0x200
 WINDOW_PAGES = 24              # pages 0x1f8..0x20f: 8 below the boundary, 16 above
-DEVICES = ("d0", "d1")         # dN needs no creation (SPEC §3)
+DEVICES = ("d0", "d1", "d2")   # dN needs no creation (SPEC §3)
 
 # Edge addresses (pages): 0 asks mmap to pick; below MMAP_MIN_PAGES is EPERM for a
 # fixed mmap; the last page before TASK_SIZE; 2^52 - 1 makes any range wrap.
@@ -49,9 +51,11 @@ EDGE_MAP_PAGES = (0, O.HPAGE_PMD_NR, O.HPAGE_PMD_NR + 1)
 # Edge counts for range ops (munmap/mprotect/madvise), which walk VMAs, not pages.
 EDGE_RANGE_PAGES = EDGE_MAP_PAGES + (O.TASK_SIZE_PAGES, O.ADDR_LIMIT_PAGES)
 POPULATE_ADVICE = (O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE)
-SUPPORTED_ADVICE = (O.Advice.DONTNEED, O.Advice.DONTFORK, O.Advice.DOFORK,
-                    O.Advice.WIPEONFORK, O.Advice.KEEPONFORK, O.Advice.POPULATE_READ,
-                    O.Advice.POPULATE_WRITE)
+ISSUE3_ADVICE = (O.Advice.DONTNEED, O.Advice.DONTFORK, O.Advice.DOFORK,
+                 O.Advice.WIPEONFORK, O.Advice.KEEPONFORK, O.Advice.POPULATE_READ,
+                 O.Advice.POPULATE_WRITE)
+SWAP_KSM_ADVICE = (O.Advice.PAGEOUT, O.Advice.MERGEABLE, O.Advice.UNMERGEABLE)
+SUPPORTED_ADVICE = ISSUE3_ADVICE + SWAP_KSM_ADVICE
 
 _F = O.MapFlag
 ANON_FLAGS = (frozenset({_F.PRIVATE, _F.ANON}), frozenset({_F.SHARED, _F.ANON}),
@@ -100,8 +104,12 @@ def page_counts(huge: bool = False) -> SearchStrategy[int]:
 
 @cache
 def values() -> SearchStrategy[int]:
-    """Page contents: small distinct numbers, sometimes 0 or the largest u64."""
-    return _mostly(st.integers(1, 0xff), st.sampled_from((0, O.U64_MASK)))
+    """Page contents: small distinct numbers, sometimes 0, 1, 2 (equal pages for
+    ksm_scan to merge) or the largest u64."""
+    return _mostly(st.integers(1, 0xff), st.sampled_from((0, 1, 2, O.U64_MASK)))
+
+
+_NOT_SWAP_KSM = [a for a in O.Advice if a not in SWAP_KSM_ADVICE]
 
 
 @cache
@@ -113,8 +121,16 @@ def prots() -> SearchStrategy[O.Prot]:
 
 @cache
 def advices() -> SearchStrategy[O.Advice]:
-    """The supported advices; one draw in 8 any advice (the rest are ENOSYS)."""
-    return _mostly(st.sampled_from(SUPPORTED_ADVICE), st.sampled_from(list(O.Advice)))
+    """The issue-3 advices; one draw in 8 any other but pageout and KSM ones (ENOSYS):
+    those have their own strategy (swap_ksm_advices), kind and machine rules."""
+    return _mostly(st.sampled_from(ISSUE3_ADVICE), st.sampled_from(_NOT_SWAP_KSM))
+
+
+@cache
+def swap_ksm_advices() -> SearchStrategy[O.Advice]:
+    """pageout and mergeable (unmergeable one draw in 4)."""
+    return _mostly(st.sampled_from(SWAP_KSM_ADVICE[:2]), st.just(O.Advice.UNMERGEABLE),
+                   one_in=4)
 
 
 @cache
@@ -155,6 +171,21 @@ def pin_indexes() -> SearchStrategy[int]:
     return _mostly(st.integers(0, 3), st.sampled_from((8, O.HPAGE_PMD_NR, O.U64_MASK)))
 
 
+# Edge mirror ranges: empty and one page past 2^52 are EOVERFLOW; [0, 2^52) watches
+# the whole address space (every invalidation of the process reaches it).
+EDGE_MIRROR_RANGES = ((0, O.ADDR_LIMIT_PAGES), (WINDOW_BASE, 0),
+                      (O.ADDR_LIMIT_PAGES - 1, 2), (WINDOW_BASE, O.ADDR_LIMIT_PAGES))
+
+
+@cache
+def mirror_ranges() -> SearchStrategy[tuple[int, int]]:
+    """(vpn, npages) of a mirror: the whole window mostly (device accesses anywhere in
+    it are covered), else part of it, one draw in 8 an edge range."""
+    return _mostly(st.one_of(st.just((WINDOW_BASE, WINDOW_PAGES)),
+                             st.tuples(vpns(), page_counts())),
+                   st.sampled_from(EDGE_MIRROR_RANGES))
+
+
 @cache
 def file_pages() -> SearchStrategy[int]:
     """A file offset or size in pages: within the window's size, sometimes 0 or past it."""
@@ -192,6 +223,13 @@ def madvise_ranges() -> SearchStrategy[tuple[int, O.Advice]]:
 def madvise_ops(proc: NameArg) -> SearchStrategy[O.Madvise]:
     return st.builds(lambda p, v, na: O.Madvise(p, v, *na), _names(proc), vpns(),
                      madvise_ranges())
+
+
+def swap_ksm_ops(proc: NameArg) -> SearchStrategy[O.Madvise]:
+    """madvise pageout / mergeable / unmergeable over part of the window (or all of it)."""
+    return st.builds(O.Madvise, _names(proc), vpns(),
+                     _mostly(page_counts(), st.just(WINDOW_PAGES), one_in=3),
+                     swap_ksm_advices())
 
 
 def read_ops(proc: NameArg) -> SearchStrategy[O.Read]:
@@ -246,6 +284,47 @@ def poke_ops(proc: NameArg) -> SearchStrategy[O.Poke]:
     return st.builds(O.Poke, _names(proc), vpns(), values())
 
 
+def mirror_ops(dev: NameArg, proc: NameArg) -> SearchStrategy[O.Mirror]:
+    return st.builds(lambda d, p, r: O.Mirror(d, p, *r), _names(dev), _names(proc),
+                     mirror_ranges())
+
+
+def unmirror_ops(sub: NameArg) -> SearchStrategy[O.Unmirror]:
+    return st.builds(O.Unmirror, _names(sub))
+
+
+def dread_ops(dev: NameArg, proc: NameArg) -> SearchStrategy[O.DevRead]:
+    return st.builds(O.DevRead, _names(dev), _names(proc), vpns())
+
+
+def dwrite_ops(dev: NameArg, proc: NameArg) -> SearchStrategy[O.DevWrite]:
+    return st.builds(O.DevWrite, _names(dev), _names(proc), vpns(), values())
+
+
+def dexcl_ops(dev: NameArg, proc: NameArg) -> SearchStrategy[O.DevExclusive]:
+    return st.builds(O.DevExclusive, _names(dev), _names(proc), vpns())
+
+
+def datomic_ops(dev: NameArg, proc: NameArg) -> SearchStrategy[O.DevAtomic]:
+    return st.builds(O.DevAtomic, _names(dev), _names(proc), vpns(), values())
+
+
+def devents_ops(dev: NameArg) -> SearchStrategy[O.DevEvents]:
+    return st.builds(O.DevEvents, _names(dev))
+
+
+def lock_ops(proc: NameArg) -> SearchStrategy[O.Lock]:
+    return st.builds(O.Lock, _names(proc), vpns())
+
+
+def unlock_ops(proc: NameArg) -> SearchStrategy[O.Unlock]:
+    return st.builds(O.Unlock, _names(proc), vpns())
+
+
+def ksm_scan_ops() -> SearchStrategy[O.KsmScan]:
+    return st.just(O.KsmScan())
+
+
 def state_ops(proc: NameArg) -> SearchStrategy[O.State]:
     return st.builds(O.State, _names(proc), vpns())
 
@@ -276,6 +355,10 @@ class Scope:
         """h1..h{pins}, newest first (shrinking moves toward the newest pin)."""
         return [f"h{i}" for i in range(self.pins, 0, -1)]
 
+    def sub_names(self) -> list[str]:
+        """m1..m{subs}, newest first."""
+        return [f"m{i}" for i in range(self.subs, 0, -1)]
+
     def next_file(self) -> str:
         return f"f{len(self.files)}"
 
@@ -305,8 +388,8 @@ class Scope:
 
 
 def out_of_scope_ops(scope: Scope) -> SearchStrategy[O.Op]:
-    """One op of a later issue (devices, GPU VMs, THP, KSM, settings, clear_refs),
-    with names valid in ``scope``: the models must both answer ENOSYS."""
+    """One op of a later issue (GPU VMs, THP split, settings, clear_refs, dirty
+    tracking), with names valid in ``scope``: the models must both answer ENOSYS."""
     return _out_of_scope_ops(scope.key())
 
 
@@ -314,26 +397,13 @@ def out_of_scope_ops(scope: Scope) -> SearchStrategy[O.Op]:
 def _out_of_scope_ops(key: tuple) -> SearchStrategy[O.Op]:
     scope = Scope.from_key(key)
     proc = st.sampled_from(scope.proc_names())
-    dev = st.sampled_from(DEVICES)
     cands: list[SearchStrategy[O.Op]] = [
         st.builds(O.ClearRefs, proc),
         st.builds(O.Split, proc, vpns()),
-        st.just(O.KsmScan()),
-        st.builds(O.Mirror, dev, proc, vpns(), page_counts()),
-        st.builds(O.DevRead, dev, proc, vpns()),
-        st.builds(O.DevWrite, dev, proc, vpns(), values()),
-        st.builds(O.DevExclusive, dev, proc, vpns()),
-        st.builds(O.DevAtomic, dev, proc, vpns(), values()),
-        st.builds(O.DevEvents, dev),
-        st.builds(O.Lock, proc, vpns()),
-        st.builds(O.Unlock, proc, vpns()),
         st.one_of(st.builds(O.VmInit, st.just(scope.next_vm())),   # [start npages]: both or none
                   st.builds(O.VmInit, st.just(scope.next_vm()), vpns(), page_counts())),
         st.sampled_from(list(O.SetKey)).flatmap(_set_ops),
     ]
-    if scope.subs:
-        cands.append(st.builds(O.Unmirror,
-                               st.sampled_from([f"m{i}" for i in range(1, scope.subs + 1)])))
     if scope.files:
         file = st.sampled_from(scope.files)
         cands += [st.builds(O.WpRange, file, file_pages(), page_counts()),
@@ -360,15 +430,19 @@ def _set_ops(key: O.SetKey) -> SearchStrategy[O.Set]:
 
 # Relative weights of the op kinds in programs(): faults and mmaps dominate because
 # they build the state (COW, sharing) that the other ops then cut and protect; pins
-# (about one op in 16) and their DMA reads/writes, unpins and pokes come next.
+# (about one op in 20) and their DMA reads/writes, unpins and pokes come next, then
+# the device ops (about one op in 8: mirrors, device reads/writes, exclusive grants,
+# atomics, events, folio locks), madvise pageout / mergeable and ksm_scan.
 KIND_WEIGHTS: dict[str, int] = {
     "mmap": 3, "mmap_file": 2, "write": 5, "read": 3, "munmap": 1, "mprotect": 2,
     "madvise": 2, "fork": 1, "exit": 1, "file": 1, "fread": 1, "fwrite": 1, "state": 1,
     "same": 1, "pin": 2, "pread": 1, "pwrite": 1, "unpin": 1, "poke": 1,
+    "mirror": 1, "unmirror": 1, "device": 2, "lock": 1, "swap_ksm": 1,
     "out_of_scope": 1,
 }
 _NEEDS_FILE = {"mmap_file", "fread", "fwrite"}
 _NEEDS_PIN = {"pread", "pwrite", "unpin"}
+_NEEDS_SUB = {"unmirror"}
 
 
 @lru_cache(maxsize=4096)
@@ -377,6 +451,8 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
     proc = st.sampled_from(scope.proc_names())
     file = st.sampled_from(scope.files) if scope.files else None
     pin = st.sampled_from(scope.pin_names()) if scope.pins else None
+    sub = st.sampled_from(scope.sub_names()) if scope.subs else None
+    dev = st.sampled_from(DEVICES)
     table: dict[str, Callable[[], SearchStrategy[O.Op]]] = {
         "mmap": lambda: mmap_ops(proc), "mmap_file": lambda: mmap_ops(proc, file),
         "write": lambda: write_ops(proc), "read": lambda: read_ops(proc),
@@ -388,6 +464,12 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
         "pin": lambda: pin_ops(proc), "pread": lambda: pread_ops(pin),
         "pwrite": lambda: pwrite_ops(pin), "unpin": lambda: unpin_ops(pin),
         "poke": lambda: poke_ops(proc),
+        "mirror": lambda: mirror_ops(dev, proc), "unmirror": lambda: unmirror_ops(sub),
+        "device": lambda: st.one_of(dread_ops(dev, proc), dwrite_ops(dev, proc),
+                                    dexcl_ops(dev, proc), datomic_ops(dev, proc),
+                                    devents_ops(dev)),
+        "lock": lambda: st.one_of(lock_ops(proc), unlock_ops(proc)),
+        "swap_ksm": lambda: st.one_of(swap_ksm_ops(proc), ksm_scan_ops()),
         "out_of_scope": lambda: out_of_scope_ops(scope),
     }
     return table[kind]()
@@ -401,7 +483,8 @@ def ops(scope: Scope, weights: Optional[dict[str, int]] = None) -> SearchStrateg
         raise ValueError(f"unknown op kinds {sorted(unknown)} in weights: use keys of "
                          f"KIND_WEIGHTS ({', '.join(KIND_WEIGHTS)})")
     kinds = [k for k, w in weights.items() for _ in range(w)
-             if (scope.files or k not in _NEEDS_FILE) and (scope.pins or k not in _NEEDS_PIN)]
+             if (scope.files or k not in _NEEDS_FILE) and (scope.pins or k not in _NEEDS_PIN)
+             and (scope.subs or k not in _NEEDS_SUB)]
     if not kinds:
         raise ValueError(f"weights {weights} leave no op kind to draw in this scope")
     key = scope.key()

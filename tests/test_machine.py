@@ -16,8 +16,11 @@ from hypothesis.stateful import run_state_machine_as_test
 from mmdiff.fuzz import machine as M
 from mmdiff.fuzz import strategies as S
 from mmdiff.fuzz.prog import Prog
-from mmdiff.fuzz.text import format_prog, parse
+from mmdiff.fuzz.runner import run_lockstep
+from mmdiff.fuzz.text import format_op, format_prog, parse
+from mmdiff.impl import ImplMachine
 from mmdiff.reference import ops as O
+from mmdiff.reference.machine import ReferenceMachine
 
 BOUNDED = settings(max_examples=50, stateful_step_count=30, deadline=None, derandomize=True,
                    database=None, suppress_health_check=list(HealthCheck))
@@ -30,9 +33,10 @@ class TestLockstepBounded(M.TestLockstep):
 
 
 def test_machine_catches_mutant_with_mmd_reproducer() -> None:
-    """no_anon_exclusive_reuse keeps an AnonExclusive page read-only after
-    mprotect r then rw: the machine must fail, and the message must be a report
-    whose reproducer parses as .mmd and contains the mprotect that diverged."""
+    """no_anon_exclusive_reuse ignores PageAnonExclusive (an mprotect r/rw cycle leaves
+    the page read-only; a write to a pinned page copies away from the pin): the machine
+    must fail, and the message must be a report whose reproducer parses as .mmd and
+    diverges again on replay with the mutant, never without it."""
     machine = M.make_lockstep_machine("no_anon_exclusive_reuse")
     find = settings(BOUNDED, max_examples=1000,
                     phases=[Phase.explicit, Phase.reuse, Phase.generate])
@@ -40,13 +44,15 @@ def test_machine_catches_mutant_with_mmd_reproducer() -> None:
         run_state_machine_as_test(machine, settings=find)
     msg = str(info.value)
     assert "(impl mutant no_anon_exclusive_reuse)" in msg, msg
-    repro = msg[msg.index("# mmdiff v1"):]
-    ops = parse(repro).ops()
-    assert ops and ops[-1].NAME == "mprotect", repro
-    assert any(line.startswith("mprotect p") for line in repro.splitlines()), repro
+    repro = parse(msg[msg.index("# mmdiff v1"):])
+    assert repro.ops(), msg
+    mutant = run_lockstep(repro, ReferenceMachine(), ImplMachine("no_anon_exclusive_reuse"))
+    faithful = run_lockstep(repro, ReferenceMachine(), ImplMachine())
+    assert mutant.divergence is not None and faithful.divergence is None, msg
     # Hypothesis's own step printout (exception notes) carries each op's .mmd line.
     notes = "\n".join(getattr(info.value, "__notes__", []))
-    assert "state.mprotect" in notes and "  # mprotect p" in notes, notes
+    last = format_op(repro.ops()[-1])
+    assert f"  # {last}" in notes, notes
 
 
 def test_hand_driven_machine_reports_the_program_so_far() -> None:
