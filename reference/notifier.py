@@ -11,7 +11,7 @@ the range, except when the event is EXCLUSIVE and the driver itself is the owner
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Optional, Union
+from typing import Optional, Union
 
 from .folio import Folio, ZeroPage
 from .ops import ADDR_LIMIT_PAGES
@@ -108,6 +108,3 @@ class Notifiers:
         d = self.device(dev)
         events, d.events = d.events, []
         return events
-
-    def frames(self) -> list[Hashable]:
-        return [page for d in self.devices.values() for page, _ in d.mirror.values()]
