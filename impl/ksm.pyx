@@ -39,6 +39,7 @@ ctypedef struct ksm_ctx_t:
     machine_t *m
     mm_t *mm
     int32_t idx         # the VMA being scanned
+    int32_t collect     # 1: collecting the stable tree; 0: scanning (_ksm_run)
     ksm_tree_t tree
 
 
@@ -181,7 +182,10 @@ cdef void _cmp_and_merge_page(ksm_ctx_t *c, int64_t vpn, uint64_t *ptep, uint32_
         handle_mm_fault(m, c.mm, c.idx, vpn, FAULT_FLAG_UNSHARE)   # break_cow(Q)
 
 
-cdef void _ksm_scan_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+cdef void _ksm_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    """Each present page of a PTE run: with c.collect, the stable tree (the first KSM frame
+    with a stable node, in (pid, vpn) order, per value; a frame whose merge failed has
+    none and attracts nothing); else cmp_and_merge_page for an anon page not yet KSM."""
     cdef ksm_ctx_t *c = <ksm_ctx_t *>ctx
     cdef machine_t *m = c.m
     cdef uint64_t *table = pte_table_of(ptep, vpn)
@@ -195,29 +199,11 @@ cdef void _ksm_scan_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexc
         if pte_present(pte) and not pte_special(pte):
             pfn = pte_pfn(pte)
             folio = pfn_folio(&m.mem, pfn)
-            if (folio.flags & (PG_anon | PG_ksm)) == PG_anon:
+            if c.collect:
+                if (folio.flags & PG_ksm_stable) and _ksm_find(&c.tree, folio.value).pfn == 0:
+                    _ksm_insert(m, &c.tree, folio.value, -1, -1, pfn, 1)
+            elif (folio.flags & (PG_anon | PG_ksm)) == PG_anon:
                 _cmp_and_merge_page(c, vpn - first + i, &table[i], pfn, folio)
-        i = next_used(table, i + 1, end)
-
-
-cdef void _ksm_collect_stable(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
-    """The stable tree: the first KSM frame with a stable node (in (pid, vpn) order) mapped
-    for each value; a frame whose merge failed (break_cow) has none and attracts nothing."""
-    cdef ksm_ctx_t *c = <ksm_ctx_t *>ctx
-    cdef machine_t *m = c.m
-    cdef uint64_t *table = pte_table_of(ptep, vpn)
-    cdef int64_t first = vpn & TABLE_MASK, end = first + n
-    cdef int64_t i = next_used(table, first, end)
-    cdef uint64_t pte
-    cdef uint32_t pfn
-    cdef folio_t *folio
-    while i < end and not m.kmem.oom:
-        pte = table[i]
-        if pte_present(pte) and not pte_special(pte):
-            pfn = pte_pfn(pte)
-            folio = pfn_folio(&m.mem, pfn)
-            if (folio.flags & PG_ksm_stable) and _ksm_find(&c.tree, folio.value).pfn == 0:
-                _ksm_insert(m, &c.tree, folio.value, -1, -1, pfn, 1)
         i = next_used(table, i + 1, end)
 
 
@@ -231,10 +217,12 @@ cdef void sys_ksm_scan(machine_t *m, mm_res_t *r) noexcept nogil:
     if _ksm_tree_init(m, &c.tree, 64) < 0:
         return
     c.m = m
+    c.collect = 1
     if nr_ksm > 0:
         for k in range(m.nr_procs):
             if m.procs[k].alive:
-                walk_pte_runs(m.procs[k].pgd, 0, TASK_SIZE_PAGES, _ksm_collect_stable, &c)
+                walk_pte_runs(m.procs[k].pgd, 0, TASK_SIZE_PAGES, _ksm_run, &c)
+    c.collect = 0
     for k in range(m.nr_procs):
         mm = m.procs[k]
         if not mm.alive:
@@ -245,7 +233,7 @@ cdef void sys_ksm_scan(machine_t *m, mm_res_t *r) noexcept nogil:
                 break
             if mm.vmas[i].madv & VM_MERGEABLE:
                 c.idx = i
-                walk_pte_runs(mm.pgd, mm.vmas[i].start, mm.vmas[i].end, _ksm_scan_run, &c)
+                walk_pte_runs(mm.pgd, mm.vmas[i].start, mm.vmas[i].end, _ksm_run, &c)
     _ksm_tree_free(m, &c.tree)
     if m.kmem.oom:
         return
