@@ -317,59 +317,39 @@ def _proc_dec(t, v, b, x):
 
 
 PROC = _Slot(_proc_dec, _lit_index(0, "next_proc"))
-_ANY_PIN = 0xF0          # PIN bytes from here on name any pin line's handle, live or not
+_ANY_HANDLE = 0xF0       # handle bytes from here on name any creating line's name, live or not
+_ANY_PIN = _ANY_SUB = _ANY_HANDLE
 
 
-def _pin_slot(write: bool) -> _Slot:
-    """A pin handle: mostly a live one (the k-th newest, or by creation index; for
-    pwrite, bytes below 0x80 the k-th newest FOLL_WRITE one: an `r` pin is EPERM);
-    bytes >= _ANY_PIN any name up to the parser's bound (unpinned or failed: EINVAL)."""
+def _handle_slot(names: tuple, kind: str, write: bool = False) -> _Slot:
+    """A counted handle (kind "pin": h1.., "sub": m1..): mostly a live one (bytes below
+    0x80 the k-th newest, for a pwrite the k-th newest FOLL_WRITE pin as an `r` pin is
+    EPERM; else by creation index); bytes >= _ANY_HANDLE any name up to the parser's
+    bound (unpinned, removed or failed: EINVAL)."""
+    next_attr, live_attr, ok_attr = f"next_{kind}", f"{kind}s", f"{kind}_ok"
 
     def dec(t, v, b, x):
-        nxt = t.next_pin
+        nxt = getattr(t, next_attr)
         if nxt <= 1:
-            return "h1"                   # no pin line yet: _needs substitutes a pin
+            return names[1]               # no creating line yet: _needs substitutes one
         if b == ESC:
-            return _HNAMES[1 + x % (nxt - 1)]
-        if b >= _ANY_PIN:
-            return _HNAMES[1 + (b & 15) % (nxt - 1)]
-        live = t.pins
+            return names[1 + x % (nxt - 1)]
+        if b >= _ANY_HANDLE:
+            return names[1 + (b & 15) % (nxt - 1)]
+        live = getattr(t, live_attr)
         if live:
-            if b < 0x80:                  # the k-th newest live (write) pin
-                names = [h for h in live if h in t.wpins] if write else ()
-                names = names or list(live)
-                return names[-1 - (b & 3) % len(names)]
-            return _nearest(_HNAMES, live, 1 + (b & 15), t.pin_ok + 1)
-        return _HNAMES[min(1 + (b & 3), nxt - 1)]   # none alive (EINVAL paths)
+            if b < 0x80:                  # the k-th newest live (write) handle
+                chosen = [h for h in live if h in t.wpins] if write else ()
+                chosen = chosen or list(live)
+                return chosen[-1 - (b & 3) % len(chosen)]
+            return _nearest(names, live, 1 + (b & 15), getattr(t, ok_attr) + 1)
+        return names[min(1 + (b & 3), nxt - 1)]     # none alive (EINVAL paths)
 
-    return _Slot(dec, _lit_index(1, "next_pin"))
-
-
-PIN, PIN_W = _pin_slot(False), _pin_slot(True)
-_ANY_SUB = 0xF0          # SUB bytes from here on name any mirror line's name, live or not
+    return _Slot(dec, _lit_index(1, next_attr))
 
 
-def _sub_dec(t, v, b, x):
-    """A subscription for unmirror: mostly a live one (the k-th newest, or by creation
-    index); bytes >= _ANY_SUB any name up to the parser's bound (removed or failed
-    mirrors: EINVAL)."""
-    nxt = t.next_sub
-    if nxt <= 1:
-        return "m1"                       # no mirror line yet: _needs substitutes a mirror
-    if b == ESC:
-        return _MNAMES[1 + x % (nxt - 1)]
-    if b >= _ANY_SUB:
-        return _MNAMES[1 + (b & 15) % (nxt - 1)]
-    live = t.subs
-    if live:
-        if b < 0x80:
-            names = list(live)
-            return names[-1 - (b & 3) % len(names)]
-        return _nearest(_MNAMES, live, 1 + (b & 15), t.sub_ok + 1)
-    return _MNAMES[min(1 + (b & 3), nxt - 1)]     # none alive (EINVAL paths)
-
-
-SUB = _Slot(_sub_dec, _lit_index(1, "next_sub"))
+PIN, PIN_W = _handle_slot(_HNAMES, "pin"), _handle_slot(_HNAMES, "pin", write=True)
+SUB = _handle_slot(_MNAMES, "sub")
 
 
 def _defined(names: list, b: int, x: int) -> str:
