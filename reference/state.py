@@ -101,6 +101,20 @@ class FrameView:
     value: int
     locked: bool = False        # the folio lock, held by a `lock` op
     ksm: bool = False           # a KSM (merged) page
+    head: Optional[Hashable] = None   # subpage of a THP: the THP's key (in RawSnapshot.folios)
+    idx: int = 0                      # ... and its index in the THP (0..511)
+
+
+@dataclass(frozen=True)
+class ThpView:
+    """A THP (order-9 anon folio) as a whole: PMD mappings, pins, lock, contents.
+
+    `values` lists the non-zero subpage values as (index, value), ascending index."""
+
+    entire: int                 # entire_mapcount: PMDs mapping the whole folio
+    pincount: int
+    values: tuple[tuple[int, int], ...]
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +180,7 @@ class RawSnapshot:
     subs: dict[str, SubView] = field(default_factory=dict)            # live subscriptions
     slots: dict[Hashable, SlotView] = field(default_factory=dict)     # every referenced slot
     files: dict[str, dict[int, Hashable]] = field(default_factory=dict)  # file -> pgoff -> frame
+    folios: dict[Hashable, ThpView] = field(default_factory=dict)     # every referenced THP
 
 
 def _name_order(name: str) -> tuple[str, int]:
@@ -187,6 +202,10 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
         if key is None:
             return "-"
         if key not in names:
+            fv = raw.frames.get(key)
+            if fv is not None and fv.head is not None:
+                names[key] = f"{cname(fv.head)}.{fv.idx}"
+                return names[key]
             prefix = "S" if key in raw.slots else "F"
             names[key] = f"{prefix}{counts[prefix]}"
             counts[prefix] += 1
@@ -224,11 +243,21 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
             out[f"slot {cn}"] = (f"count={sv.count} val={sv.value:#x} "
                                  f"cache={names[sv.cache] if sv.cache is not None else '-'}")
             continue
+        if key in raw.folios:
+            tv = raw.folios[key]
+            vals = ",".join(f"{i}:{v:#x}" for i, v in tv.values) or "-"
+            out[f"frame {cn}"] = (f"order=9 entire={tv.entire} pin={tv.pincount} vals={vals}"
+                                  + (" locked" if tv.locked else ""))
+            continue
         fv = raw.frames[key]
         out[f"frame {cn}"] = (f"map={fv.mapcount} pin={fv.pincount} val={fv.value:#x}"
                               + (" locked" if fv.locked else "") + (" ksm" if fv.ksm else ""))
     return out
 
 
-def _frame_order(cn: str) -> tuple[int, int]:
-    return (0, 0) if cn[0] not in "FS" else (1 if cn[0] == "F" else 2, int(cn[1:]))
+def _frame_order(cn: str) -> tuple[int, int, int]:
+    """zero pages, then F0, F0.0, F0.1, ..., F1, ..., then S0, S1, ..."""
+    if cn[0] not in "FS":
+        return (0, 0, -1)
+    num, _, sub = cn[1:].partition(".")
+    return (1 if cn[0] == "F" else 2, int(num), int(sub) if sub else -1)
