@@ -134,6 +134,9 @@ cdef enum:
     OP_LOCK = 26
     OP_UNLOCK = 27
     OP_KSM_SCAN = 28
+    OP_WP_RANGE = 40             # dirty.pyx: wp_shared_mapping_range
+    OP_CLEAN_RECORD = 41         # dirty.pyx: clean_record_shared_mapping_range
+    OP_CLEAR_REFS = 42           # softdirty.pyx: clear_refs_write(CLEAR_REFS_SOFT_DIRTY)
 
     # --- result kinds of the batch encoding (decoded in machine.pyx)
     RES_OK = 0
@@ -146,6 +149,8 @@ cdef enum:
     RES_PIN = 7                  # payload: k of the created pin handle "h{k}"
     RES_SUB = 8                  # payload: k of the created subscription "m{k}"
     RES_EVENTS = 9               # payload: first drained event << 32 | count (hmm.pxd)
+    RES_BITS = 20                # clean_record: payload first << 32 | n of machine.bits
+                                 # (bits[first] = PTEs cleaned, then n - 1 set bits)
 
     # --- state probe codes: kind in bits 0..3, bits from bit 4 on
     ENTRY_NONE = 0

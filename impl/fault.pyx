@@ -69,7 +69,9 @@ cdef int do_anonymous_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
 
 cdef inline uint64_t _file_pte(vma_t *v, uint32_t pfn) noexcept nogil:
     # set_pte_range: vm_page_prot, writable only in a shared rw (shmem) mapping, clean
-    return pfn_pte(pfn, _PAGE_ACCESSED | (_PAGE_RW if v.shared and v.prot == PROT_RW else 0))
+    # (vma_wants_writenotify: no write bit under soft-dirty tracking)
+    return pfn_pte(pfn, _PAGE_ACCESSED | (_PAGE_RW if v.shared and v.prot == PROT_RW
+                                          and not vma_wants_writenotify(v) else 0))
 
 
 cdef void do_fault_around(machine_t *m, vma_t *v, shmem_t *f, int64_t vpn,
@@ -230,8 +232,9 @@ cdef void restore_exclusive_pte(machine_t *m, vma_t *v, uint64_t *ptep) noexcept
     cdef uint32_t pfn = pte_pfn(orig)
     cdef folio_t *folio = pfn_folio(&m.mem, pfn)
     cdef uint64_t pte = pfn_pte(pfn, _PAGE_SOFT_DIRTY if pte_swp_soft_dirty(orig) else 0)
-    if v.prot == PROT_RW and (folio.flags & (PG_anon | PG_anon_exclusive)) \
-            == (PG_anon | PG_anon_exclusive):
+    # can_change_pte_writable: not while soft-dirty tracking wants a write fault
+    if v.prot == PROT_RW and not pte_needs_soft_dirty_wp(v, pte_soft_dirty(pte)) \
+            and (folio.flags & (PG_anon | PG_anon_exclusive)) == (PG_anon | PG_anon_exclusive):
         pte = pte_mkwrite(pte_mkdirty(pte))     # folio_test_dirty: always, see above
     ptep[0] = pte                                # the slot stays used: set_pte_at over it
 
@@ -286,7 +289,9 @@ cdef int do_swap_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t
     pte = pfn_pte(pfn, _PAGE_ACCESSED | (_PAGE_SOFT_DIRTY if pte_swp_soft_dirty(orig) else 0))
     if not (folio.flags & PG_ksm) and (exclusive or folio.refcount == 1):
         folio.flags |= PG_anon_exclusive         # RMAP_EXCLUSIVE
-        if mm.vmas[idx].prot == PROT_RW:
+        # VM_WRITE && !pte_needs_soft_dirty_wp (the swap entry's soft-dirty bit)
+        if mm.vmas[idx].prot == PROT_RW and \
+                not pte_needs_soft_dirty_wp(&mm.vmas[idx], pte_soft_dirty(pte)):
             pte = pte_mkwrite(pte)
             if write:
                 pte = pte_mkdirty(pte)

@@ -23,7 +23,7 @@ cdef inline bint _check_vma_flags(vma_t *v, int gup) noexcept nogil:
 cdef inline bint _can_follow_write_pte(machine_t *m, vma_t *v, uint64_t pte,
                                        int gup) noexcept nogil:
     """Writable, or FOLL_FORCE in a private VMA without VM_WRITE on an AnonExclusive
-    anon page (COW already broken; soft-dirty tracking is off)."""
+    anon page (COW already broken) that needs no soft-dirty write fault."""
     cdef folio_t *folio
     if pte_write(pte):
         return True
@@ -36,7 +36,10 @@ cdef inline bint _can_follow_write_pte(machine_t *m, vma_t *v, uint64_t pte,
     if m.mutant == MUTANT_POKE_WRITES_PAGECACHE:
         return True                              # mutant: Dirty COW, any page is followed
     folio = pfn_folio(&m.mem, pte_pfn(pte))
-    return (folio.flags & (PG_anon | PG_anon_exclusive)) == (PG_anon | PG_anon_exclusive)
+    if (folio.flags & (PG_anon | PG_anon_exclusive)) != (PG_anon | PG_anon_exclusive):
+        return False
+    # "... and a write-fault isn't required for other reasons": pte_needs_soft_dirty_wp
+    return not pte_needs_soft_dirty_wp(v, pte_soft_dirty(pte))
 
 
 cdef inline bint _gup_must_unshare(machine_t *m, vma_t *v, uint64_t pte, int gup) noexcept nogil:

@@ -28,6 +28,8 @@ include "vmscan.pyx"
 include "ksm.pyx"
 include "invariants.pyx"
 include "snapshot.pyx"
+include "dirty.pyx"
+include "softdirty.pyx"
 
 from mmdiff.reference import ops as _ops
 from mmdiff.reference import results as _results
@@ -268,6 +270,8 @@ _OPCODE = {
     _ops.Unmirror: OP_UNMIRROR, _ops.DevRead: OP_DREAD, _ops.DevWrite: OP_DWRITE,
     _ops.DevExclusive: OP_DEXCL, _ops.DevAtomic: OP_DATOMIC, _ops.DevEvents: OP_DEVENTS,
     _ops.Lock: OP_LOCK, _ops.Unlock: OP_UNLOCK, _ops.KsmScan: OP_KSM_SCAN,
+    _ops.WpRange: OP_WP_RANGE, _ops.CleanRecord: OP_CLEAN_RECORD,   # dirty.pyx
+    _ops.ClearRefs: OP_CLEAR_REFS,                                  # softdirty.pyx
 }   # every other op class has no model rules yet: OP_ENOSYS
 _PIN_MODE = {_ops.PinMode.R: 0, _ops.PinMode.RW: GUP_WRITE,
              _ops.PinMode.R_LONGTERM: GUP_LONGTERM,
@@ -292,7 +296,7 @@ _ENTRY_KIND = {ENTRY_ZERO: _state.EntryKind.ZERO, ENTRY_ANON: _state.EntryKind.A
 _EVENT_KIND = {MMU_NOTIFY_UNMAP: "unmap", MMU_NOTIFY_CLEAR: "clear",
                MMU_NOTIFY_PROTECTION_VMA: "protection_vma",
                MMU_NOTIFY_PROTECTION_PAGE: "protection_page", MMU_NOTIFY_EXCLUSIVE: "exclusive",
-               MMU_NOTIFY_RELEASE: "release"}
+               MMU_NOTIFY_RELEASE: "release", MMU_NOTIFY_SOFT_DIRTY: "soft_dirty"}
 _MIRROR_PERM = {MIRROR_R: "r", MIRROR_RW: "rw", MIRROR_ATOMIC_RW: "atomic"}
 _U64 = (1 << 64) - 1
 _YES = _results.text_result("yes")
@@ -410,6 +414,8 @@ cdef class ImplMachine:
         self.m.drained = NULL
         self.m.nr_drained = self.m.cap_drained = 0
         self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
+        self.m.bits = NULL                      # clean_record results (dirty.pyx)
+        self.m.nr_bits = self.m.cap_bits = 0
         self.m.mem.sections = NULL
         self.m.mem.nr_sections = 0
         swap_info_init(&self.m.swap)
@@ -444,6 +450,7 @@ cdef class ImplMachine:
         pins_destroy(m)
         swap_info_destroy(&m.swap, &m.kmem)
         mem_map_destroy(&m.mem, &m.kmem)
+        kfree(&m.kmem, m.bits, m.cap_bits * sizeof(int64_t))   # clean_record results
         table_pool_trim(&m.kmem, 0)
         free(m)
         free(self._ops)
@@ -502,6 +509,11 @@ cdef class ImplMachine:
             o.a0 = self._file(op.file)
             o.a1 = _num(op.npages, "npages")
             o.a2 = 1 if op.devmem else 0
+            return 0
+        if code == OP_WP_RANGE or code == OP_CLEAN_RECORD:   # a0 file, a1 pgoff, a2 npages
+            o.a0 = self._file(op.file)
+            o.a1 = _num(op.pgoff, "pgoff")
+            o.a2 = _num(op.npages, "npages")
             return 0
         if code == OP_FREAD or code == OP_FWRITE:
             o.a0 = self._file(op.file)
@@ -592,6 +604,8 @@ cdef class ImplMachine:
             return _results.name(f"h{r.payload}")
         if kind == RES_SUB:
             return _results.name(f"m{r.payload}")
+        if kind == RES_BITS:                    # clean_record: count, then the set bits
+            return _results.text_result(self._bits_text(r.payload >> 32, r.payload & 0xffffffff))
         if kind == RES_EVENTS:
             items = self._event_texts(r.payload >> 32, r.payload & 0xffffffff)
             return _results.text_result(" ".join(items) if items else "none")
@@ -602,6 +616,12 @@ cdef class ImplMachine:
             res = _results.text_result(_page_view(r.payload, None).describe())
             self._state_results[r.payload] = res
         return res
+
+    cdef str _bits_text(self, int64_t first, int64_t n):
+        """clean_record's `COUNT bits=a,b,...` from machine.bits[first, first + n)."""
+        cdef int64_t i
+        bits = ",".join(hex(self.m.bits[first + i]) for i in range(1, n))
+        return f"{self.m.bits[first]:#x} bits={bits or 'none'}"
 
     cdef list _event_texts(self, int64_t first, int64_t n):
         """`devents` items of events drained[first, first + n) (or of a device's
@@ -647,10 +667,12 @@ cdef class ImplMachine:
             table_pool_trim(&self.m.kmem, 0)    # the quicklist only serves within a batch
         if self.m.kmem.oom:
             self.m.nr_drained = 0
+            self.m.nr_bits = 0
             raise MemoryError(f"impl out of memory at op {done} of the batch "
                               f"({self.m.kmem.bytes:#x} bytes held); the machine is unusable")
         results = [self._decode(&self._res[i]) for i in range(n)]
         self.m.nr_drained = 0                   # the devents results are decoded
+        self.m.nr_bits = 0                      # and the clean_record ones
         if self._cap > 4096:                    # do not keep a huge op buffer around
             free(self._ops)
             free(self._res)
@@ -667,9 +689,11 @@ cdef class ImplMachine:
         table_pool_trim(&self.m.kmem, TABLE_POOL_KEEP)
         if self.m.kmem.oom:
             self.m.nr_drained = 0
+            self.m.nr_bits = 0
             raise MemoryError(f"impl out of memory running {op!r}")
         res = self._decode(&self._res[0])
         self.m.nr_drained = 0
+        self.m.nr_bits = 0
         return res
 
     def check_invariants(self):
@@ -717,9 +741,11 @@ cdef class ImplMachine:
                     flags.append("mergeable")
                 if v.madv & VM_WIPEONFORK:
                     flags.append("wipeonfork")
+                if v.softdirty:
+                    flags.append("softdirty")   # VM_SOFTDIRTY
                 pv.vmas.append(_state.VmaView(
                     v.start, v.end, _PROT_OF_CODE[v.prot], bool(v.shared), name,
-                    v.pgoff if name is not None else 0, tuple(flags), v.anon_vma != 0))
+                    v.pgoff if name is not None else 0, tuple(sorted(flags)), v.anon_vma != 0))
             buf.items = NULL
             buf.n = buf.cap = 0
             buf.oom = 0

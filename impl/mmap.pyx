@@ -75,6 +75,7 @@ cdef void sys_mmap(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept no
     v.madv = 0
     v.anon_vma = 0
     v.forked = 0
+    v.softdirty = 1                  # __mmap_complete: vm_flags_set(vma, VM_SOFTDIRTY)
     v.pgoff = 0
     v.file = NO_FILE
     if anon and shared:

@@ -37,6 +37,8 @@ include "vmscan.pxd"
 include "ksm.pxd"
 include "invariants.pxd"
 include "snapshot.pxd"
+include "dirty.pxd"
+include "softdirty.pxd"
 
 # The whole simulated world: frames, processes, shmem objects.
 cdef struct machine_s:
@@ -63,3 +65,6 @@ cdef struct machine_s:
     int32_t nr_drained
     int32_t cap_drained
     int32_t mutant          # MUTANT_* (0: faithful)
+    int64_t *bits           # clean_record results (RES_BITS) until the API decodes them
+    int32_t nr_bits
+    int32_t cap_bits

@@ -15,6 +15,8 @@ ctypedef struct prot_ctx_t:
     machine_t *m
     uint8_t prot
     uint8_t shared
+    uint8_t writenotify     # vma_wants_writenotify (soft-dirty tracking on a shared rw VMA)
+    uint8_t tracking        # vma_soft_dirty_enabled
 
 
 cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
@@ -35,11 +37,19 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         if not pte_present(pte):                 # swap or DX entry: newpte == oldpte
             i = next_used(table, i + 1, end)
             continue
-        if c.shared:
+        if c.shared and not c.writenotify:
             pte = pte_mkwrite(pte) if rw else pte_wrprotect(pte)
+        elif c.shared:
+            # vm_page_prot without write (vma_wants_writenotify: soft-dirty tracking);
+            # MM_CP_TRY_CHANGE_WRITABLE -> can_change_pte_writable: soft-dirty and dirty
+            pte = pte_wrprotect(pte)
+            if pte_soft_dirty(pte) and pte_dirty(pte):
+                pte = pte_mkwrite(pte)
         else:
             pte = pte_wrprotect(pte)
-            if upgrade_excl and not pte_special(pte):
+            # can_change_pte_writable: pte_needs_soft_dirty_wp first
+            if upgrade_excl and not pte_special(pte) \
+                    and not (c.tracking and not pte_soft_dirty(pte)):
                 folio = pfn_folio(&m.mem, pte_pfn(pte))
                 if (folio.flags & need) == need:
                     pte = pte_mkwrite(pte)
@@ -74,6 +84,8 @@ cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
     ctx.m = m
     ctx.prot = v.prot
     ctx.shared = v.shared
+    ctx.writenotify = vma_wants_writenotify(v)
+    ctx.tracking = vma_soft_dirty_enabled(v)
     walk_pte_runs(mm.pgd, v.start, v.end, change_pte_run, &ctx)
 
 

@@ -11,6 +11,7 @@ cdef enum:
     MMU_NOTIFY_PROTECTION_PAGE = 3
     MMU_NOTIFY_EXCLUSIVE = 4
     MMU_NOTIFY_RELEASE = 5      # mn_itree_release at exit: every subscription, whole range
+    MMU_NOTIFY_SOFT_DIRTY = 16  # clear_refs_write (softdirty.pyx): whole address space
     NO_OWNER = -1               # range->owner == NULL
 
 # struct mmu_interval_notifier: subscription "m{k}" is machine.subs[k - 1]. A removed

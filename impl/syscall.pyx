@@ -339,6 +339,12 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         sys_unlock(m, mm, op.a0, r)
     elif op.code == OP_KSM_SCAN:
         sys_ksm_scan(m, r)
+    elif op.code == OP_WP_RANGE:                        # dirty.pyx
+        sys_wp_range(m, <int32_t>op.a0, op.a1, op.a2, r)
+    elif op.code == OP_CLEAN_RECORD:
+        sys_clean_record(m, <int32_t>op.a0, op.a1, op.a2, r)
+    elif op.code == OP_CLEAR_REFS:                      # softdirty.pyx
+        sys_clear_refs(m, mm, r)
 
 
 cdef int64_t run_ops(machine_t *m, mm_op_t *ops, mm_res_t *res, int64_t n) noexcept nogil:

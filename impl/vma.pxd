@@ -12,12 +12,26 @@ ctypedef struct vma_t:
     uint8_t shared      # VM_SHARED
     uint8_t madv        # VM_DONTCOPY | VM_WIPEONFORK
     uint8_t forked      # the anon_vma chain is not singular (a fork child's VMA)
+    uint8_t softdirty   # VM_SOFTDIRTY: set by mmap, copied by fork/split, cleared by clear_refs
 
 cdef inline bint vma_is_anon_private(vma_t *v) noexcept nogil:
     return v.file == NO_FILE
 
 cdef inline int64_t linear_page_index(vma_t *v, int64_t vpn) noexcept nogil:
     return v.pgoff + (vpn - v.start)
+
+cdef inline bint vma_soft_dirty_enabled(vma_t *v) noexcept nogil:
+    # vma_soft_dirty_enabled: tracking is on once clear_refs cleared VM_SOFTDIRTY
+    return not v.softdirty
+
+cdef inline bint pte_needs_soft_dirty_wp(vma_t *v, bint soft_dirty) noexcept nogil:
+    # pte_needs_soft_dirty_wp (mm/internal.h): a write must fault to set soft-dirty
+    return not v.softdirty and not soft_dirty
+
+cdef inline bint vma_wants_writenotify(vma_t *v) noexcept nogil:
+    # vma_wants_writenotify for shmem: shared + VM_WRITE, and only soft-dirty tracking
+    # asks (no page_mkwrite, no writeback); vma_set_page_prot drops the write bit then
+    return v.shared and v.prot == PROT_RW and not v.softdirty
 
 cdef int32_t find_vma(mm_t *mm, int64_t vpn) noexcept nogil
 cdef int32_t find_vma_from(mm_t *mm, int64_t vpn) noexcept nogil

@@ -142,6 +142,7 @@ cdef void vma_merge_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) no
         if a.anon_vma == 0:
             a.anon_vma = b.anon_vma
         a.forked = a.forked | b.forked
+        a.softdirty = a.softdirty | b.softdirty  # is_mergeable_vma ignores VM_SOFTDIRTY; kept if either had it
         vma_remove(m, mm, i + 1)             # stay at i: it may merge again
 
 

@@ -31,7 +31,7 @@ from .mprotect import can_change_pte_writable
 from .swap import SwapSlot, folio_free_swap, swap_cache_add, swap_cache_del
 from .pagetable import Pte
 from .results import Signal
-from .vma import Vma, anon_vma_prepare
+from .vma import Vma, anon_vma_prepare, pte_needs_soft_dirty_wp, vma_wants_writenotify
 
 FAULT_AROUND_PAGES = 16   # fault_around_bytes = 64 KiB
 PTRS_PER_PTE = 512
@@ -115,7 +115,7 @@ def do_anonymous_page(mm: Mm, i: int, vpn: int, write: bool) -> None:
 def _file_pte(vma: Vma, folio: Folio) -> Pte:
     """set_pte_range for a read fault: vm_page_prot, writable only in a shared rw mapping
     (shmem needs no write-notify, so its shared vm_page_prot keeps the write bit)."""
-    return Pte(folio, writable=vma.shared and vma.prot.write)
+    return Pte(folio, writable=vma.shared and vma.prot.write and not vma_wants_writenotify(vma))
 
 
 def do_read_fault(mm: Mm, vma: Vma, vpn: int) -> Optional[Signal]:
@@ -189,7 +189,7 @@ def do_swap_page(mm: Mm, vma: Vma, vpn: int, old: Pte, write: bool) -> Pte:
     mm.set_pte(vpn, pte)
     if not folio.ksm and (exclusive or sole):
         folio.anon_exclusive = True                    # RMAP_EXCLUSIVE
-        if vma.prot.write:
+        if vma.prot.write and not pte_needs_soft_dirty_wp(vma, pte.soft_dirty):
             pte.writable = True
             if write:
                 pte.mkdirty()

@@ -21,7 +21,7 @@ from .folio import Folio, ZeroPage, folio_get, folio_put, folio_store
 from .mm import Mm
 from .pagetable import Pte
 from .results import Errno
-from .vma import Vma
+from .vma import Vma, pte_needs_soft_dirty_wp
 
 Page = Union[Folio, ZeroPage]
 
@@ -61,8 +61,9 @@ def can_follow_write_pte(pte: Pte, vma: Vma, force: bool) -> bool:
     if not force or vma.shared or vma.prot.write:
         return False
     page = pte.page
-    # pte_needs_soft_dirty_wp: soft-dirty tracking is off (no clear_refs yet)
-    return isinstance(page, Folio) and page.anon and page.anon_exclusive
+    if not (isinstance(page, Folio) and page.anon and page.anon_exclusive):
+        return False
+    return not pte_needs_soft_dirty_wp(vma, pte.soft_dirty)
 
 
 def gup_must_unshare(vma: Vma, write: bool, pin: bool, longterm: bool, page: Page) -> bool:

@@ -17,6 +17,8 @@ from .fault import handle_mm_fault
 from .folio import Folio, ZeroPage, folio_store
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
+from .dirty import bits_text, clean_record_shared_mapping_range, wp_shared_mapping_range
+from .softdirty import clear_refs_soft_dirty
 from .hmm import DeviceOps
 from .ksm import ksm_scan
 from .notifier import Notifiers
@@ -59,6 +61,8 @@ class ReferenceMachine:
             O.DevWrite: self._dwrite, O.DevExclusive: self._dexcl, O.DevAtomic: self._datomic,
             O.DevEvents: self._devents, O.Lock: self._lock, O.Unlock: self._unlock,
             O.KsmScan: self._ksm_scan,
+            O.WpRange: self._wp_range, O.CleanRecord: self._clean_record,
+            O.ClearRefs: self._clear_refs,
         }
 
     def _new_mm(self, pname: str) -> Mm:
@@ -92,7 +96,7 @@ class ReferenceMachine:
                 named = v.file.name if v.file is not None else None
                 pv.vmas.append(VmaView(v.start, v.end, v.prot, v.shared, named,
                                        v.pgoff if named is not None else 0,
-                                       v.madvise_flags(), v.anon_vma is not None))
+                                       v.view_flags(), v.anon_vma is not None))
             for vpn in sorted(mm.ptes):
                 page = mm.ptes[vpn].view()
                 pv.pages[vpn] = page
@@ -375,6 +379,26 @@ class ReferenceMachine:
 
     def _poke(self, op: O.Poke) -> Result:
         return _status(poke(self.procs[op.proc], op.vpn, op.value))
+
+    def _wp_range(self, op: O.WpRange) -> Result:
+        """wp_shared_mapping_range over the file's mapping (dirty.py)."""
+        f = self.files.get(op.file)
+        if f is None:
+            return errno(Errno.EBADF)
+        return value(wp_shared_mapping_range(self.procs, f, op.pgoff, op.npages))
+
+    def _clean_record(self, op: O.CleanRecord) -> Result:
+        """clean_record_shared_mapping_range, bitmap_pgoff = pgoff (dirty.py)."""
+        f = self.files.get(op.file)
+        if f is None:
+            return errno(Errno.EBADF)
+        total, bits = clean_record_shared_mapping_range(self.procs, f, op.pgoff, op.npages)
+        return text_result(bits_text(total, bits))
+
+    def _clear_refs(self, op: O.ClearRefs) -> Result:
+        """clear_refs_write(CLEAR_REFS_SOFT_DIRTY) (softdirty.py); ESRCH checked above."""
+        clear_refs_soft_dirty(self.procs[op.proc])
+        return OK
 
     def _ksm_scan(self, op: O.KsmScan) -> Result:
         procs = [self.procs[p] for p in sorted(self.procs, key=lambda n: int(n[1:]))]

@@ -13,12 +13,14 @@ from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES, Prot
 from .pagetable import Pte
 from .results import Errno
-from .vma import Vma, merge_range
+from .vma import Vma, merge_range, pte_needs_soft_dirty_wp, vma_wants_writenotify
 
 
 def can_change_pte_writable(vma: Vma, pte: Pte) -> bool:
     """Private: only an AnonExclusive anon page may become writable without a fault.
     Shared: only a dirty PTE (soft-dirty tracking is off: no clear_refs yet)."""
+    if pte_needs_soft_dirty_wp(vma, pte.soft_dirty):
+        return False
     if not vma.shared:
         page = pte.page
         return isinstance(page, Folio) and page.anon and page.anon_exclusive
@@ -57,7 +59,7 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
         pte = mm.ptes[vpn]
         if not pte.present:
             continue                      # swap / device-exclusive (6.15+) entries stay
-        pte.writable = vma.shared and vma.prot.write
+        pte.writable = vma.shared and vma.prot.write and not vma_wants_writenotify(vma)
         if not pte.writable and vma.prot.write and can_change_pte_writable(vma, pte):
             pte.writable = True
 

@@ -54,7 +54,8 @@ class ResultKind(enum.IntEnum):
 
 
 _NAME_RE = re.compile(r"^[phmfdv][0-9]+$")
-_NUM_RE = re.compile(r"(?<![\w=])(0[xX][0-9a-fA-F]+|[0-9]+)(?![\w])")
+# A number inside a word (p1, m2) is not one; after `=` it is (clean_record's `bits=1,3`).
+_NUM_RE = re.compile(r"(?<![\w])(0[xX][0-9a-fA-F]+|[0-9]+)(?![\w])")
 
 
 def _hex_numbers(text: str) -> str:

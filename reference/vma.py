@@ -48,6 +48,7 @@ class Vma:
     mergeable: bool = False        # VM_MERGEABLE (MADV_MERGEABLE: KSM may scan it)
     anon_vma: Optional[int] = None
     anon_vma_forked: bool = False  # anon_vma_chain not singular (anon_vma_fork)
+    softdirty: bool = True
 
     @property
     def is_anon(self) -> bool:
@@ -65,6 +66,9 @@ class Vma:
         return tuple(w for w, on in (("dontfork", self.dontfork), ("mergeable", self.mergeable),
                                      ("wipeonfork", self.wipeonfork)) if on)
 
+    def view_flags(self) -> tuple[str, ...]:
+        return tuple(sorted(self.madvise_flags() + (("softdirty",) if self.softdirty else ())))
+
     def same_flags(self, other: "Vma") -> bool:
         """The vm_flags besides the access bits agree (madvise state)."""
         return (self.dontfork == other.dontfork and self.wipeonfork == other.wipeonfork
@@ -76,6 +80,18 @@ class Vma:
         lo = replace(self, end=at)
         hi = replace(self, start=at, pgoff=self.pgoff + (at - self.start))
         return lo, hi
+
+
+def vma_soft_dirty_enabled(vma: Vma) -> bool:
+    return not vma.softdirty
+
+
+def pte_needs_soft_dirty_wp(vma: Vma, soft_dirty: bool) -> bool:
+    return vma_soft_dirty_enabled(vma) and not soft_dirty
+
+
+def vma_wants_writenotify(vma: Vma) -> bool:
+    return vma.shared and vma.prot.write and vma_soft_dirty_enabled(vma)
 
 
 def _anon_vma_compatible_for_merge(a: Vma, b: Vma) -> bool:
@@ -102,7 +118,8 @@ def merge_range(vmas: list[Vma], start: int, end: int) -> list[Vma]:
         a = out[-1] if out else None
         if a is not None and start <= a.end <= end and can_merge(a, v):
             out[-1] = replace(a, end=v.end, anon_vma=a.anon_vma if a.anon_vma is not None else v.anon_vma,
-                              anon_vma_forked=a.anon_vma_forked or v.anon_vma_forked)
+                              anon_vma_forked=a.anon_vma_forked or v.anon_vma_forked,
+                              softdirty=a.softdirty or v.softdirty)
         else:
             out.append(v)
     return out

@@ -306,7 +306,7 @@ madvise p0 0x101 1 dofork -> ok
     assert [(v.start, v.end) for v in m.snapshot().procs["p1"].vmas] == [(0x100, 0x101)]
     # dofork cleared the flag: the parent's two pieces merged back
     assert [(v.start, v.end, v.flags) for v in m.snapshot().procs["p0"].vmas] == [
-        (0x100, 0x102, ())]
+        (0x100, 0x102, ("softdirty",))]
 
 
 def test_madvise_populate_errnos_and_effects() -> None:
@@ -895,7 +895,7 @@ ksm_scan -> 0
     # 0x100 waited, 0x101 became the KSM page in place (write-protected), 0x100 and
     # 0x102 were replaced by it (clean, not soft-dirty)
     assert _canon(m, "p0 vma", "frame F0") == {
-        "p0 vma[0]": "0x100-0x104 rw private anon mergeable anon_vma",
+        "p0 vma[0]": "0x100-0x104 rw private anon mergeable softdirty anon_vma",
         "frame F0": "map=3 pin=0 val=0x5 ksm"}
     run("""
 write p0 0x101 7 -> ok
@@ -908,7 +908,7 @@ state p0 0x100 -> anon pte r excl
 read p0 0x100 -> 5
 write p0 0x100 8 -> ok
 """, m, after="mmap p0 0x100 4 rw private,anon\n")
-    assert _canon(m, "p0 vma") == {"p0 vma[0]": "0x100-0x104 rw private anon anon_vma"}
+    assert _canon(m, "p0 vma") == {"p0 vma[0]": "0x100-0x104 rw private anon softdirty anon_vma"}
     assert not any(v.ksm for v in m.snapshot().frames.values())
 
 
@@ -1017,7 +1017,7 @@ same p0 0x100 p1 0x100 -> ESRCH
 
 
 @pytest.mark.parametrize("op", [
-    O.ClearRefs("p0"), O.Split("p0", 0x100), O.Set(O.SetKey.THP, "always"),
+    O.Split("p0", 0x100), O.Set(O.SetKey.THP, "always"),
 ])
 def test_ops_without_model_rules_are_enosys(impl, op) -> None:
     assert impl.execute(op) == ENOSYS
