@@ -19,6 +19,8 @@ cdef enum:
     TABLE_MASK = 511
     MMAP_MIN_PAGES = 16          # lowest vpn an address pick returns (hints round up to 64 KiB)
     HPAGE_PMD_NR = 512           # address alignment of huge-capable anon mmaps
+    HPAGE_PMD_MASK = 511         # vpn & HPAGE_PMD_MASK: subpage index in a PMD block
+    TABLE_BASE_ALIGN = 256       # table allocations: entries at base + 64 keep bit 7 clear
 
     # --- present entry bits (arch/x86/include/asm/pgtable_types.h layout)
     _PAGE_PRESENT = 1 << 0
@@ -26,7 +28,7 @@ cdef enum:
     _PAGE_USER = 1 << 2
     _PAGE_ACCESSED = 1 << 5      # young
     _PAGE_DIRTY = 1 << 6
-    _PAGE_PSE = 1 << 7           # huge leaf at PMD/PUD level (reserved: no THP yet)
+    _PAGE_PSE = 1 << 7           # huge leaf at PMD level (pmd_trans_huge; thp.pyx)
     _PAGE_SPECIAL = 1 << 9       # _PAGE_BIT_SOFTW1: no struct page (zero page)
     _PAGE_SOFT_DIRTY = 1 << 11   # _PAGE_BIT_SOFTW3
     _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
@@ -57,6 +59,9 @@ cdef enum:
     PG_dirty = 1 << 7            # stored to since it was read in (decides shmem pageout)
     PG_swapcache = 1 << 8        # in the swap cache (holds one ref; swap.pxd finds the slot)
     PG_ksm_stable = 1 << 9       # a KSM frame with a stable-tree node (merges go into it)
+    PG_head = 1 << 10            # the head record of a THP (order-9 folio: 512 frames)
+    PG_tail = 1 << 11            # a tail record of a THP (the head is pfn & ~511)
+    PG_mm_shared = 1 << 12       # THP head: FOLIO_MM_IDS_SHARED_BIT ("maybe mapped shared")
 
     # --- GUP (mm/gup.c)
     PIN_MAX_PAGES = 1 << 18      # pages per pin: 1 GiB, io_uring's limit per buffer
@@ -73,6 +78,17 @@ cdef enum:
     VM_DONTCOPY = 1 << 0         # MADV_DONTFORK
     VM_WIPEONFORK = 1 << 1       # MADV_WIPEONFORK
     VM_MERGEABLE = 1 << 2        # MADV_MERGEABLE: ksmd scans the VMA
+    VM_HUGEPAGE = 1 << 3         # MADV_HUGEPAGE
+    VM_NOHUGEPAGE = 1 << 4       # MADV_NOHUGEPAGE
+
+    # --- THP settings (`set`): machine.thp_mode
+    THP_NEVER = 0
+    THP_MADVISE = 1
+    THP_ALWAYS = 2
+    SET_THP = 0                  # `set` keys (a0 of OP_SET; a1 the value code)
+    SET_THP_ZERO = 1
+    SET_THP_ALLOC = 2
+    SET_MAX_PTES_NONE = 3
     NO_FILE = -1                 # vma.file of a private anon VMA
 
     # --- mmap flag bits of an encoded op (ops.MapFlag)
@@ -94,6 +110,9 @@ cdef enum:
     ADV_PAGEOUT = 8
     ADV_MERGEABLE = 9
     ADV_UNMERGEABLE = 10
+    ADV_HUGEPAGE = 11
+    ADV_NOHUGEPAGE = 12
+    ADV_COLLAPSE = 13
 
     FAULT_AROUND_PAGES = 16      # fault_around_bytes = 64 KiB
 
@@ -103,6 +122,7 @@ cdef enum:
     VM_FAULT_OK = 0
     VM_FAULT_SIGBUS = 1
     VM_FAULT_OOM = 2
+    VM_FAULT_FALLBACK = 3        # a huge-PMD handler declined: continue at PTE level
 
     # --- op codes of the batch encoding (syscall.pyx dispatches on them)
     OP_ENOSYS = 0
@@ -137,6 +157,8 @@ cdef enum:
     OP_WP_RANGE = 40             # dirty.pyx: wp_shared_mapping_range
     OP_CLEAN_RECORD = 41         # dirty.pyx: clean_record_shared_mapping_range
     OP_CLEAR_REFS = 42           # softdirty.pyx: clear_refs_write(CLEAR_REFS_SOFT_DIRTY)
+    OP_SET = 29
+    OP_SPLIT = 30
 
     # --- result kinds of the batch encoding (decoded in machine.pyx)
     RES_OK = 0
@@ -159,13 +181,16 @@ cdef enum:
     ENTRY_FILE = 3
     ENTRY_DEVEXCL = 4            # a device-exclusive (non-present) entry
     ENTRY_SWAP = 5               # a swap entry (non-present; STATE_EXCL: its exclusive marker)
+    ENTRY_HZERO = 6              # the huge zero page (PMD level only)
     STATE_WRITABLE = 1 << 4
     STATE_DIRTY = 1 << 5
     STATE_SOFT_DIRTY = 1 << 6
     STATE_EXCL = 1 << 7
+    STATE_PMD = 1 << 8           # a huge PMD (level pmd)
 
     # --- errnos and signals (results.Errno / results.Signal numbers)
     EPERM = 1
+    EAGAIN = 11
     ENOENT = 2
     EBADF = 9
     EBUSY = 16
@@ -205,6 +230,9 @@ cdef enum:
     MUTANT_COW_WITHOUT_INVALIDATION = 19     # wp_page_copy (mmu_notifier_invalidate_range_start)
     MUTANT_KSM_MERGES_PINNED_PAGE = 20       # write_protect_page (mapcount/refcount check)
     MUTANT_FORK_KEEPS_SWAP_EXCLUSIVE = 21    # copy_nonpresent_pte (pte_swp_clear_exclusive)
+    MUTANT_SPLIT_DROPS_DIRTY = 22            # __split_huge_pmd_locked (pte_mkdirty)
+    MUTANT_SPLIT_MARKS_SHARED_EXCLUSIVE = 23  # __split_huge_pmd_locked (RMAP_EXCLUSIVE)
+    MUTANT_HUGE_ZERO_WRITTEN_IN_PLACE = 24   # do_huge_zero_wp_pmd
 
 # Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
 cdef extern from *:

@@ -167,13 +167,28 @@ cdef int wp_page_copy(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t
         ptep[0] = pfn_pte(pfn, pte & _PAGE_SOFT_DIRTY)
     else:
         ptep[0] = _new_anon_pte(&mm.vmas[idx], pfn)
-    if old_folio != NULL:
+    if old_folio != NULL and page_is_thp(old_folio):   # a THP subpage: the folio's ref
+        old_folio.mapcount -= 1
+        thp_mm_sub(&m.mem, old & ~(<uint32_t>HPAGE_PMD_MASK), mm_id_of(mm), 1)
+        old = old & ~(<uint32_t>HPAGE_PMD_MASK)
+        folio_put(&m.mem, old, pfn_folio(&m.mem, old))
+    elif old_folio != NULL:
         old_folio.mapcount -= 1
         if m.mutant == MUTANT_COW_KEEPS_EXCLUSIVE and (old_folio.flags & PG_anon) \
                 and old_folio.refcount > 1:
             old_folio.flags |= PG_anon_exclusive     # mutant: the old frame stays exclusive
         folio_put(&m.mem, old, old_folio)
     return VM_FAULT_OK
+
+
+cdef bint wp_can_reuse_large_anon_folio(machine_t *m, uint32_t pfn) noexcept nogil:
+    """__wp_can_reuse_large_anon_folio for a PTE-mapped THP subpage: more than one
+    mapping, not "maybe mapped shared", and large mapcount == refcount (no pins or
+    other references)."""
+    cdef uint32_t h = pfn & ~(<uint32_t>HPAGE_PMD_MASK)
+    cdef folio_t *head = pfn_folio(&m.mem, h)
+    cdef int32_t lm = thp_large_mapcount(&m.mem, h)
+    return lm > 1 and not (head.flags & PG_mm_shared) and lm == head.refcount
 
 
 cdef bint wp_can_reuse_anon_folio(machine_t *m, uint32_t pfn, folio_t *folio) noexcept nogil:
@@ -209,7 +224,8 @@ cdef int do_wp_page(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, uint64_t *
         if m.mutant == MUTANT_NO_ANON_EXCLUSIVE_REUSE:
             excl = False                         # mutant: reuse decided by refcount alone
         # PageAnonExclusive || wp_can_reuse_anon_folio
-        if excl or wp_can_reuse_anon_folio(m, pte_pfn(pte), folio) \
+        if excl or (wp_can_reuse_large_anon_folio(m, pte_pfn(pte)) if page_is_thp(folio)
+                    else wp_can_reuse_anon_folio(m, pte_pfn(pte), folio)) \
                 or m.mutant == MUTANT_REUSE_IGNORES_REFCOUNT:
             folio.flags |= PG_anon_exclusive
             if not (flags & FAULT_FLAG_UNSHARE):     # unshare: the entry stays read-only
@@ -313,8 +329,24 @@ cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
     Return: VM_FAULT_OK (the entry is present, and writable for a write, unless a DX
     entry was restored), VM_FAULT_SIGBUS or VM_FAULT_OOM.
     """
-    cdef uint64_t *ptep = pte_alloc_map(mm.pgd, &m.kmem, vpn)
+    cdef uint64_t *pmdp = pmd_offset_map(mm.pgd, vpn)
+    cdef uint64_t *ptep
     cdef uint64_t pte
+    cdef int rc
+    if pmdp != NULL and pmd_trans_huge(pmdp[0]):
+        if (flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE)) and not pte_write(pmdp[0]):
+            rc = do_huge_pmd_wp_page(m, mm, idx, vpn, pmdp, flags)   # wp_huge_pmd
+            if rc != VM_FAULT_FALLBACK:
+                return rc                        # else split: on to the PTE level
+        else:
+            if flags & FAULT_FLAG_WRITE:         # huge_pmd_set_accessed (+ dirty)
+                pmdp[0] |= _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED
+            return VM_FAULT_OK
+    elif (pmdp == NULL or pmdp[0] == 0) and thp_vma_allowable(m, &mm.vmas[idx], vpn):
+        rc = do_huge_pmd_anonymous_page(m, mm, idx, vpn, flags)    # create_huge_pmd
+        if rc != VM_FAULT_FALLBACK:
+            return rc
+    ptep = pte_alloc_map(mm.pgd, &m.kmem, vpn)
     if ptep == NULL:
         return VM_FAULT_OOM
     pte = ptep[0]
@@ -342,13 +374,13 @@ cdef int populate_vma_page_range(machine_t *m, mm_t *mm, int32_t idx, int64_t st
     storing (a device-exclusive entry is restored, then retried).
     Return: the first failing fault's VM_FAULT_* code, else VM_FAULT_OK."""
     cdef int64_t vpn
-    cdef uint64_t *ptep
+    cdef uint64_t pte
     cdef int rc, tries
     cdef int flags = FAULT_FLAG_WRITE if write else 0   # faults never store: sys_write does
     for vpn in range(start, end):
         for tries in range(3):                   # a DX restore, then a write fault
-            ptep = pte_offset_map(mm.pgd, vpn)
-            if ptep != NULL and pte_present(ptep[0]) and (not write or pte_write(ptep[0])):
+            pte = pte_lookup(mm.pgd, vpn)        # a PTE or a huge PMD's subpage
+            if pte_present(pte) and (not write or pte_write(pte)):
                 break                            # follow_page_pte succeeds: no fault
             rc = handle_mm_fault(m, mm, idx, vpn, flags)
             if rc != VM_FAULT_OK:

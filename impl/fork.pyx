@@ -55,11 +55,12 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
     cdef bint wrprotect_src = m.mutant != MUTANT_FORK_NO_WRPROTECT
     if c.err:
         return                                   # copy_page_range already failed
-    if i < end:                                  # the child's table only if needed
-        dst = pte_alloc_map(c.dst.pgd, &m.kmem, vpn)
-        if dst == NULL:
-            return                               # kmem.oom is set; the op is abandoned
-        dst = pte_table_of(dst, vpn)
+    # copy_pte_range allocates the child's table wherever the parent has one, even an
+    # empty one (checked on 6.18: the child then faults at PTE level there)
+    dst = pte_alloc_map(c.dst.pgd, &m.kmem, vpn)
+    if dst == NULL:
+        return                                   # kmem.oom is set; the op is abandoned
+    dst = pte_table_of(dst, vpn)
     while i < end:
         pte = table[i]
         if not pte_present(pte) and is_swap_pte(pte):   # copy_nonpresent_pte: swap_duplicate
@@ -71,14 +72,15 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
             i = next_used(table, i + 1, end)
             continue
         if not pte_present(pte):                 # copy_nonpresent_pte: a DX entry
-            if folio_test_locked(pfn_folio(&m.mem, pte_pfn(pte))):
+            if folio_test_locked(page_folio(&m.mem, pte_pfn(pte))):
                 c.err = ENOMEM                   # trylock failed: -EBUSY, fork sees -ENOMEM
                 return
             restore_exclusive_pte(m, c.vma, &table[i])   # -ENOENT: copy it as present
             pte = table[i]
         if not pte_special(pte):                 # the zero page has no counts
-            folio = pfn_folio(&m.mem, pte_pfn(pte))
-            if (folio.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(m, c.src, folio):
+            folio = pfn_folio(&m.mem, pte_pfn(pte))   # the page (a THP subpage: its own AE)
+            if (folio.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(
+                    m, c.src, page_folio(&m.mem, pte_pfn(pte))):
                 # __folio_try_dup_anon_rmap -> -EBUSY: copy_present_page for the child
                 pte = copy_present_page(m, c.vma, folio)
                 if pte == 0:
@@ -86,7 +88,11 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
                 table_set(dst, i, pte)
                 i = next_used(table, i + 1, end)
                 continue
-            folio.refcount += 1                  # folio_get
+            if page_is_thp(folio):               # the THP's reference and MM id
+                page_folio(&m.mem, pte_pfn(pte)).refcount += 1
+                thp_mm_add(&m.mem, page_folio_pfn(&m.mem, pte_pfn(pte)), mm_id_of(c.dst), 1)
+            else:
+                folio.refcount += 1              # folio_get
             folio.mapcount += 1                  # folio_try_dup_anon_rmap_pte / dup_file_rmap
             folio.flags &= ~(<uint32_t>PG_anon_exclusive) | keep
             pte = pte_wrprotect(pte)             # is_cow_mapping: parent and child read-only
@@ -94,6 +100,38 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
                 table[i] = pte
         table_set(dst, i, pte_mkold(pte))
         i = next_used(table, i + 1, end)
+
+
+cdef void copy_huge_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                        int64_t hi) noexcept nogil:
+    """copy_huge_pmd: the huge zero folio is mapped in the child too; a THP that is
+    AnonExclusive and maybe pinned (folio-wide pincount > 0, MMF_HAS_PINNED) splits the
+    PARENT's PMD (the walk then copies its PTEs); else the head loses AnonExclusive, both
+    PMDs are read-only (child: same dirty/soft-dirty, old), refcount and entire + 1,
+    MM id add(child, 1)."""
+    cdef copy_ctx_t *c = <copy_ctx_t *>ctx
+    cdef machine_t *m = c.m
+    cdef uint64_t pmd = pmdp[0]
+    cdef uint32_t h = pte_pfn(pmd)
+    cdef folio_t *head
+    cdef uint64_t *dst
+    if c.err or m.kmem.oom:
+        return
+    if not is_hzero_pfn(&m.mem, h):
+        head = pfn_folio(&m.mem, h)
+        if (head.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(m, c.src, head):
+            split_huge_pmd(m, c.src, pmdp, haddr)    # -EAGAIN: copy_pte_range follows
+            return
+        head.flags &= ~(<uint32_t>PG_anon_exclusive)   # folio_try_dup_anon_rmap_pmd
+        head.refcount += 1
+        thp_entire(&m.mem, h)[0] += 1
+        thp_mm_add(&m.mem, h, mm_id_of(c.dst), 1)
+        pmd = pte_wrprotect(pmd)                 # pmdp_set_wrprotect
+        pmdp[0] = pmd
+    dst = pmd_alloc_map(c.dst.pgd, &m.kmem, haddr)
+    if dst == NULL:
+        return                                   # kmem.oom is set
+    pmd_set(dst, haddr, pte_mkold(pmd))
 
 
 cdef mm_t *dup_mmap(machine_t *m, mm_t *parent, int *err) noexcept nogil:
@@ -132,7 +170,7 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent, int *err) noexcept nogil:
             mmu_notifier_invalidate_range(m, parent, MMU_NOTIFY_PROTECTION_PAGE, pv.start,
                                           pv.end, NO_OWNER)
             ctx.vma = pv
-            walk_pte_runs(parent.pgd, pv.start, pv.end, copy_pte_run, &ctx)
+            walk_page_range(parent.pgd, pv.start, pv.end, copy_pte_run, copy_huge_pmd, &ctx)
         if m.kmem.oom or ctx.err:
             break
     err[0] = ctx.err

@@ -9,6 +9,7 @@ cdef enum:
     GUP_FORCE = 1 << 1          # FOLL_FORCE
     GUP_PIN = 1 << 2            # FOLL_PIN
     GUP_LONGTERM = 1 << 3       # FOLL_LONGTERM
+    GUP_SPLIT = 1 << 4          # FOLL_SPLIT_PMD: a huge PMD met is split first
     GUP_EFAULT = -1             # follow_page result: the page cannot be had
 
 
@@ -57,6 +58,31 @@ cdef inline bint _gup_must_unshare(machine_t *m, vma_t *v, uint64_t pte, int gup
     return (gup & GUP_LONGTERM) != 0 and not v.shared
 
 
+cdef inline bint _can_follow_write_pmd(machine_t *m, vma_t *v, uint64_t pmd,
+                                       int gup) noexcept nogil:
+    """can_follow_write_pmd: writable, or FOLL_FORCE in a private VMA without VM_WRITE on a
+    dirty PMD whose head is AnonExclusive (and no soft-dirty write fault wanted)."""
+    if pte_write(pmd):
+        return True
+    if is_huge_zero_pmd(&m.mem, pmd) or not (gup & GUP_FORCE) or v.shared \
+            or v.prot == PROT_RW or not pte_dirty(pmd):
+        return False
+    if not (pfn_folio(&m.mem, pte_pfn(pmd)).flags & PG_anon_exclusive):
+        return False
+    return not pte_needs_soft_dirty_wp(v, pte_soft_dirty(pmd))
+
+
+cdef inline bint _gup_must_unshare_pmd(machine_t *m, vma_t *v, uint64_t pmd,
+                                       int gup) noexcept nogil:
+    """gup_must_unshare(head page) for a R/O pin of a huge PMD: a THP whose head is not
+    AnonExclusive; the huge zero folio with FOLL_LONGTERM in a COW mapping."""
+    if (gup & (GUP_WRITE | GUP_PIN)) != GUP_PIN:
+        return False
+    if is_huge_zero_pmd(&m.mem, pmd):
+        return (gup & GUP_LONGTERM) != 0 and not v.shared
+    return not (pfn_folio(&m.mem, pte_pfn(pmd)).flags & PG_anon_exclusive)
+
+
 cdef int64_t _follow_page(machine_t *m, mm_t *mm, int64_t vpn, int gup) noexcept nogil:
     """One __get_user_pages step: the pfn to grab, or GUP_EFAULT (no VMA, refused by
     check_vma_flags, or a fault that SIGBUSes). VM_FAULT_OOM sets kmem.oom."""
@@ -65,8 +91,27 @@ cdef int64_t _follow_page(machine_t *m, mm_t *mm, int64_t vpn, int gup) noexcept
     cdef int rc, tries
     if idx < 0 or not _check_vma_flags(&mm.vmas[idx], gup):
         return GUP_EFAULT
-    for tries in range(4):                       # each fault makes the next follow succeed
-                                                 # (a DX restore may need one more)
+    cdef uint64_t *pmdp
+    for tries in range(5):                       # each fault makes the next follow succeed
+                                                 # (a DX restore or a split may need more)
+        pmdp = huge_pmd_at(mm.pgd, vpn)
+        if pmdp != NULL:                         # follow_huge_pmd
+            if gup & GUP_SPLIT:
+                split_huge_pmd(m, mm, pmdp, vpn & ~(<int64_t>HPAGE_PMD_MASK))
+                if m.kmem.oom:
+                    return GUP_EFAULT
+                continue
+            if (gup & GUP_WRITE) and not _can_follow_write_pmd(m, &mm.vmas[idx], pmdp[0], gup):
+                rc = handle_mm_fault(m, mm, idx, vpn, FAULT_FLAG_WRITE)
+            elif not pte_write(pmdp[0]) and _gup_must_unshare_pmd(m, &mm.vmas[idx], pmdp[0], gup):
+                rc = handle_mm_fault(m, mm, idx, vpn, FAULT_FLAG_UNSHARE)
+            else:
+                return pte_pfn(pmdp[0]) + (vpn & HPAGE_PMD_MASK)   # the subpage
+            if rc != VM_FAULT_OK:
+                if rc == VM_FAULT_OOM:
+                    m.kmem.oom = 1
+                return GUP_EFAULT
+            continue
         ptep = pte_offset_map(mm.pgd, vpn)
         # none, swap or device-exclusive (follow_page_pte: !pte_present) -> fault
         if ptep == NULL or not pte_present(ptep[0]) or (
@@ -87,7 +132,8 @@ cdef int64_t _follow_page(machine_t *m, mm_t *mm, int64_t vpn, int gup) noexcept
 cdef inline void _unpin_pfn(machine_t *m, uint32_t pfn) noexcept nogil:
     """unpin_user_page: drop the pin and its reference (the zero page has neither)."""
     cdef folio_t *folio
-    if pfn != 0:
+    if not page_is_reserved(&m.mem, pfn):        # (a THP subpage: its folio's counts)
+        pfn = page_folio_pfn(&m.mem, pfn)
         folio = pfn_folio(&m.mem, pfn)
         folio.pincount -= 1
         folio_put(&m.mem, pfn, folio)
@@ -121,9 +167,9 @@ cdef void sys_pin(machine_t *m, mm_t *mm, int64_t vpn, int64_t npages, int32_t m
             if not m.kmem.oom:
                 res_set(r, RES_ERRNO, EFAULT)
             return
-        if pfn != 0:                             # try_grab_folio(FOLL_PIN)
-            pfn_folio(&m.mem, <uint32_t>pfn).pincount += 1
-            folio_get(pfn_folio(&m.mem, <uint32_t>pfn))
+        if not page_is_reserved(&m.mem, <uint32_t>pfn):   # try_grab_folio(FOLL_PIN)
+            page_folio(&m.mem, <uint32_t>pfn).pincount += 1
+            folio_get(page_folio(&m.mem, <uint32_t>pfn))
         pfns[i] = <uint32_t>pfn
     h = &m.pins[m.nr_pins]
     h.pfns = pfns

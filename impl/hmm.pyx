@@ -192,14 +192,14 @@ cdef int hmm_range_fault(machine_t *m, mm_t *mm, int64_t vpn, bint write,
     no VM_READ: hmm_vma_walk_test; a fault with VM_FAULT_ERROR), EPERM (a write fault
     without VM_WRITE: hmm_vma_fault); -1 on OOM."""
     cdef int32_t idx = find_vma(mm, vpn)
-    cdef uint64_t *ptep
+    cdef uint64_t pte
     cdef int rc, tries
     if idx < 0 or mm.vmas[idx].prot == PROT_NONE:
         return EFAULT
     for tries in range(3):                       # a DX restore, then a write fault
-        ptep = pte_offset_map(mm.pgd, vpn)
-        if ptep != NULL and pte_present(ptep[0]) and (not write or pte_write(ptep[0])):
-            pte_out[0] = ptep[0]
+        pte = pte_lookup(mm.pgd, vpn)            # a PTE or a huge PMD's subpage
+        if pte_present(pte) and (not write or pte_write(pte)):
+            pte_out[0] = pte
             return 0
         if write and mm.vmas[idx].prot != PROT_RW:
             return EPERM
@@ -257,7 +257,7 @@ cdef int make_device_exclusive(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn,
     with FOLL_TOUCH marks it; the dirty PTE's folio_mark_dirty): nothing to remember.
     Return: 0 (*pfn_out the frame), EFAULT (GUP), EOPNOTSUPP (not anon), EBUSY (the folio
     lock is held: folio_lock_killable would sleep, the model refuses), -1 on OOM."""
-    cdef int64_t pfn = _follow_page(m, mm, vpn, GUP_WRITE)
+    cdef int64_t pfn = _follow_page(m, mm, vpn, GUP_WRITE | GUP_SPLIT)   # FOLL_SPLIT_PMD
     cdef folio_t *folio
     cdef uint64_t *ptep
     cdef uint64_t pte
@@ -266,7 +266,7 @@ cdef int make_device_exclusive(machine_t *m, mm_t *mm, int32_t dev, int64_t vpn,
     folio = pfn_folio(&m.mem, <uint32_t>pfn)
     if pfn == 0 or not (folio.flags & PG_anon):
         return EOPNOTSUPP                        # !folio_test_anon: shmem / page cache
-    if folio_test_locked(folio):
+    if folio_test_locked(page_folio(&m.mem, <uint32_t>pfn)):
         return EBUSY
     # MMU_NOTIFY_EXCLUSIVE with owner: every other device unmaps the page now
     mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_EXCLUSIVE, vpn, vpn + 1, dev)

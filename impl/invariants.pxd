@@ -30,6 +30,9 @@ cdef enum:
     INV_SWAP_CACHE = 26      # swap-cache link broken (slot.cache <-> PG_swapcache + back link)
     INV_SWP_EXCL = 27        # a swap entry's exclusive marker on a slot others reference
     INV_KSM = 28             # a KSM page that is not anon, or is AnonExclusive
+    INV_THP_PMD = 29         # a huge PMD not inside one private anon VMA, or not a THP head / hzero
+    INV_THP_COUNTS = 30      # THP: entire_mapcount != huge PMDs mapping it, or a tail record bad
+    INV_THP_MMID = 31        # THP: MM-id total != large mapcount (entire + PTE mapcounts)
 
 ctypedef struct inv_report_t:
     int32_t code             # INV_*

@@ -8,6 +8,7 @@ ctypedef struct inv_ctx_t:
     int32_t proc
     int32_t *maps            # per pfn: PTEs found mapping it
     int32_t *srefs           # per slot: swap entries (and swapped file pages) naming it
+    int32_t *pmds            # per THP head pfn: huge PMDs mapping it
     inv_report_t *rep
 
 
@@ -50,7 +51,7 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
             if pfn != 0 or pte_write(pte):
                 _fail(c.rep, INV_ZERO_WRITABLE, c.proc, vpn + i, pfn, 0, <int64_t>pte)
             continue
-        if pfn == 0 or pfn >= c.m.mem.nr_frames:
+        if pfn == 0 or pfn >= c.m.mem.nr_frames or is_hzero_pfn(&c.m.mem, pfn):
             _fail(c.rep, INV_FREE_MAPPED, c.proc, vpn + i, pfn, 0, <int64_t>pte)
             continue
         folio = pfn_folio(&c.m.mem, pfn)
@@ -67,6 +68,75 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         elif pte_write(pte) and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
             _fail(c.rep, INV_I1, c.proc, vpn + i, pfn, PG_anon_exclusive, folio.flags)
         c.maps[pfn] += 1                         # a DX entry counts as a mapping (6.15+)
+
+
+cdef void _check_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                     int64_t hi) noexcept nogil:
+    """A huge PMD: inside one private anon VMA (the whole block), mapping a THP head or
+    the huge zero folio (read-only); I1 for a writable THP PMD (AnonExclusive head)."""
+    cdef inv_ctx_t *c = <inv_ctx_t *>ctx
+    cdef uint64_t pmd = pmdp[0]
+    cdef uint32_t pfn = pte_pfn(pmd)
+    cdef int32_t idx = find_vma(c.mm, haddr)
+    cdef folio_t *head
+    if idx < 0 or c.mm.vmas[idx].end < haddr + HPAGE_PMD_NR \
+            or not vma_is_anon_private(&c.mm.vmas[idx]) or c.mm.vmas[idx].shared:
+        _fail(c.rep, INV_THP_PMD, c.proc, haddr, pfn, 0, <int64_t>pmd)
+        return
+    if is_hzero_pfn(&c.m.mem, pfn):
+        if pfn != c.m.mem.hzero_pfn or pte_write(pmd):
+            _fail(c.rep, INV_THP_PMD, c.proc, haddr, pfn, c.m.mem.hzero_pfn, <int64_t>pmd)
+        return
+    if (pfn & HPAGE_PMD_MASK) or pfn >= c.m.mem.nr_frames:
+        _fail(c.rep, INV_THP_PMD, c.proc, haddr, pfn, 0, <int64_t>pmd)
+        return
+    head = pfn_folio(&c.m.mem, pfn)
+    if (head.flags & (PG_head | PG_free | PG_anon)) != (PG_head | PG_anon):
+        _fail(c.rep, INV_THP_PMD, c.proc, haddr, pfn, PG_head | PG_anon, head.flags)
+        return
+    if pte_write(pmd) and not (head.flags & PG_anon_exclusive):
+        _fail(c.rep, INV_I1, c.proc, haddr, pfn, PG_anon_exclusive, head.flags)
+    c.pmds[pfn] += 1
+
+
+cdef void _check_thp(machine_t *m, uint32_t h, inv_ctx_t *c, int32_t *pinned,
+                     inv_report_t *rep) noexcept nogil:
+    """The THP at head h: tails, per-subpage mapcounts and I2, pins (folio-wide pincount,
+    I3), refcount == entire + PTE mapcounts + pins, MM-id total == large mapcount."""
+    cdef folio_t *head = pfn_folio(&m.mem, h)
+    cdef folio_t *sub
+    cdef int32_t entire = thp_entire(&m.mem, h)[0]
+    cdef int64_t maps = 0, pins = 0
+    cdef int32_t i
+    cdef bint ae
+    if entire != c.pmds[h]:
+        _fail(rep, INV_THP_COUNTS, -1, -1, h, c.pmds[h], entire)
+    for i in range(HPAGE_PMD_NR):
+        sub = pfn_folio(&m.mem, h + i)
+        if i > 0 and (sub.flags & (PG_tail | PG_head | PG_free)) != PG_tail:
+            _fail(rep, INV_THP_COUNTS, -1, -1, h + i, PG_tail, sub.flags)
+        if sub.mapcount != c.maps[h + i]:
+            _fail(rep, INV_MAPCOUNT, -1, -1, h + i, c.maps[h + i], sub.mapcount)
+        maps += c.maps[h + i]
+        pins += pinned[h + i]
+        ae = (sub.flags & PG_anon_exclusive) != 0
+        # I2: an AnonExclusive page is mapped once (subpage 0 also by the PMDs)
+        if ae and c.maps[h + i] + (entire if i == 0 else 0) > 1:
+            _fail(rep, INV_I2, -1, -1, h + i, 1, c.maps[h + i])
+        # I3: a pinned subpage is exclusive (PMD-mapped: the head's flag counts)
+        # (a subpage not PTE-mapped was pinned through the PMD: the head's flag counts)
+        if entire > 0 or c.maps[h + i] == 0:
+            ae = ae or (head.flags & PG_anon_exclusive) != 0
+        if pinned[h + i] and not ae:
+            _fail(rep, INV_I3, -1, -1, h + i, PG_anon_exclusive, sub.flags)
+    if head.pincount != pins:
+        _fail(rep, INV_PINCOUNT, -1, -1, h, pins, head.pincount)
+    if head.refcount != entire + maps + head.pincount:
+        _fail(rep, INV_REFCOUNT, -1, -1, h, entire + maps + head.pincount, head.refcount)
+    if thp_large_mapcount(&m.mem, h) != entire + maps:
+        _fail(rep, INV_THP_MMID, -1, -1, h, entire + maps, thp_large_mapcount(&m.mem, h))
+    if head.flags & (PG_ksm | PG_swapcache | PG_pagecache):
+        _fail(rep, INV_THP_COUNTS, -1, -1, h, 0, head.flags)
 
 
 cdef void _check_swap_pte(inv_ctx_t *c, int64_t vpn, uint64_t pte) noexcept nogil:
@@ -171,7 +241,6 @@ cdef void _check_mirror_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) n
     cdef int64_t first = vpn & TABLE_MASK, end = first + n
     cdef int64_t i = next_used(table, first, end), v
     cdef uint64_t e, cpu, perm
-    cdef uint64_t *cpup
     cdef mm_t *mm
     while i < end:
         e = table[i]
@@ -187,8 +256,7 @@ cdef void _check_mirror_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) n
         if not dmirror_subscribed(c.m, mm, c.dev, v):
             _fail(c.rep, INV_MIRROR_SUB, c.proc, v, pte_pfn(e), c.dev, <int64_t>e)
         # P's entry at vpn (present or DX) maps the frame
-        cpup = pte_offset_map(mm.pgd, v)
-        cpu = cpup[0] if cpup != NULL else 0
+        cpu = pte_lookup(mm.pgd, v)              # a PTE or a huge PMD's subpage
         if cpu == 0 or is_swap_pte(cpu) or pte_pfn(cpu) != pte_pfn(e):
             _fail(c.rep, INV_MIRROR_FRAME, c.proc, v, pte_pfn(e), <int64_t>e, <int64_t>cpu)
             continue
@@ -280,19 +348,22 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
     cdef mm_t *mm
     cdef int64_t j
     cdef int32_t sc
+    cdef uint32_t q
     rep.code = INV_OK
     ctx.maps = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     cached = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     pinned = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     swapcached = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
     ctx.srefs = <int32_t *>calloc(m.swap.nr_slots + 1, sizeof(int32_t))
-    if ctx.maps == NULL or cached == NULL or pinned == NULL or swapcached == NULL \
+    ctx.pmds = <int32_t *>calloc(m.mem.nr_frames, sizeof(int32_t))
+    if ctx.pmds == NULL or ctx.maps == NULL or cached == NULL or pinned == NULL or swapcached == NULL \
             or ctx.srefs == NULL:
         free(ctx.maps)
         free(cached)
         free(pinned)
         free(swapcached)
         free(ctx.srefs)
+        free(ctx.pmds)
         m.kmem.oom = 1
         return INV_OK
     ctx.m = m
@@ -308,7 +379,7 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
                 _fail(rep, INV_VMA_ORDER, p, mm.vmas[i].start, -1, i, mm.vmas[i].end)
         ctx.mm = mm
         ctx.proc = p
-        walk_pte_runs(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, &ctx)
+        walk_page_range(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, _check_pmd, &ctx)
     _count_cache(m, cached, ctx.srefs, rep)
     _check_swap(m, ctx.srefs, swapcached, rep)
     for i in range(m.nr_pins):
@@ -318,37 +389,52 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
     folio = pfn_folio(&m.mem, 0)
     if folio.refcount != 0 or folio.mapcount != 0:
         _fail(rep, INV_ZERO_COUNTS, -1, -1, 0, 0, folio.refcount)
-    for pfn in range(1, m.mem.nr_frames):
-        folio = pfn_folio(&m.mem, pfn)
+    pfn = 1
+    while pfn < m.mem.nr_frames:
+        q = pfn
+        folio = pfn_folio(&m.mem, q)
+        pfn += 1
+        if is_hzero_pfn(&m.mem, q):        # the huge zero folio: reserved, no counts
+            if folio.refcount != 0 or folio.mapcount != 0 or folio.pincount != 0 \
+                    or folio.flags != PG_reserved:    # (R/O pins record it: no counts)
+                _fail(rep, INV_ZERO_COUNTS, -1, -1, q, 0, folio.refcount)
+            continue
+        if folio.flags & PG_head:
+            _check_thp(m, q, &ctx, pinned, rep)
+            pfn = q + HPAGE_PMD_NR
+            continue
+        if folio.flags & PG_tail:                # a tail outside a THP
+            _fail(rep, INV_THP_COUNTS, -1, -1, q, 0, folio.flags)
+            continue
         if folio.flags & PG_free:
             nfree += 1
-            if pinned[pfn]:
-                _fail(rep, INV_FREE_MAPPED, -1, -1, pfn, 0, pinned[pfn])   # a pin on a free frame
+            if pinned[q]:
+                _fail(rep, INV_FREE_MAPPED, -1, -1, q, 0, pinned[q])   # a pin on a free frame
             continue
         # page-cache membership matches the flag (each page in at most one cache)
-        if cached[pfn] != (1 if folio.flags & PG_pagecache else 0):
-            _fail(rep, INV_PAGECACHE, -1, -1, pfn, cached[pfn], folio.flags)
+        if cached[q] != (1 if folio.flags & PG_pagecache else 0):
+            _fail(rep, INV_PAGECACHE, -1, -1, q, cached[q], folio.flags)
         # swap-cache membership matches the flag (the slot's link checked both ways)
         sc = 1 if folio.flags & PG_swapcache else 0
-        if swapcached[pfn] != sc:
-            _fail(rep, INV_SWAP_CACHE, -1, -1, pfn, swapcached[pfn], folio.flags)
+        if swapcached[q] != sc:
+            _fail(rep, INV_SWAP_CACHE, -1, -1, q, swapcached[q], folio.flags)
         # a KSM page is anon and never AnonExclusive
         if (folio.flags & PG_ksm) and (folio.flags & (PG_anon | PG_anon_exclusive)) != PG_anon:
-            _fail(rep, INV_KSM, -1, -1, pfn, PG_anon, folio.flags)
-        if folio.mapcount != ctx.maps[pfn]:
-            _fail(rep, INV_MAPCOUNT, -1, -1, pfn, ctx.maps[pfn], folio.mapcount)
-        if folio.pincount != pinned[pfn]:
-            _fail(rep, INV_PINCOUNT, -1, -1, pfn, pinned[pfn], folio.pincount)
+            _fail(rep, INV_KSM, -1, -1, q, PG_anon, folio.flags)
+        if folio.mapcount != ctx.maps[q]:
+            _fail(rep, INV_MAPCOUNT, -1, -1, q, ctx.maps[q], folio.mapcount)
+        if folio.pincount != pinned[q]:
+            _fail(rep, INV_PINCOUNT, -1, -1, q, pinned[q], folio.pincount)
         # I3: a pinned anon page is AnonExclusive (gup_must_unshare; fork copies it)
-        if pinned[pfn] and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
-            _fail(rep, INV_I3, -1, -1, pfn, PG_anon_exclusive, folio.flags)
+        if pinned[q] and (folio.flags & PG_anon) and not (folio.flags & PG_anon_exclusive):
+            _fail(rep, INV_I3, -1, -1, q, PG_anon_exclusive, folio.flags)
         # refcount == mappings + page-cache reference + swap-cache reference + pins
-        if folio.refcount != ctx.maps[pfn] + cached[pfn] + sc + pinned[pfn]:
-            _fail(rep, INV_REFCOUNT, -1, -1, pfn, ctx.maps[pfn] + cached[pfn] + sc + pinned[pfn],
+        if folio.refcount != ctx.maps[q] + cached[q] + sc + pinned[q]:
+            _fail(rep, INV_REFCOUNT, -1, -1, q, ctx.maps[q] + cached[q] + sc + pinned[q],
                   folio.refcount)
         # I2: AnonExclusive => mapped at most once
-        if (folio.flags & PG_anon_exclusive) and ctx.maps[pfn] > 1:
-            _fail(rep, INV_I2, -1, -1, pfn, 1, ctx.maps[pfn])
+        if (folio.flags & PG_anon_exclusive) and ctx.maps[q] > 1:
+            _fail(rep, INV_I2, -1, -1, q, 1, ctx.maps[q])
     if nfree != m.mem.nr_free:
         _fail(rep, INV_FREE_LIST, -1, -1, -1, m.mem.nr_free, nfree)
     _check_hmm(m, rep)
@@ -357,4 +443,5 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
     free(pinned)
     free(swapcached)
     free(ctx.srefs)
+    free(ctx.pmds)
     return rep.code

@@ -4,7 +4,7 @@ from libc.string cimport memset
 
 
 cdef extern from "stdlib.h" nogil:
-    void *aligned_alloc(size_t alignment, size_t size)
+    int posix_memalign(void **memptr, size_t alignment, size_t size)
 
 
 cdef void *kzalloc(kmem_t *k, size_t size) noexcept nogil:
@@ -50,15 +50,20 @@ cdef void kfree(kmem_t *k, void *p, size_t size) noexcept nogil:
 
 cdef uint64_t *table_alloc(kmem_t *k) noexcept nogil:
     """One zeroed page-table page (header + 512 entries); returns the entries.
-    64-byte aligned so an upper entry holds its address with _PAGE_TABLE in bits 0..5
-    (pgd_populate/pmd_populate)."""
+    The allocation is TABLE_BASE_ALIGN (256) aligned, so the entries (at base + 64) are
+    64-byte aligned with bit 7 clear: an upper entry holds the address with _PAGE_TABLE
+    in bits 0..5 (pgd_populate/pmd_populate) and never looks like a huge leaf (_PAGE_PSE,
+    bit 7: pmd_trans_huge)."""
     cdef uint64_t *t = k.pool
+    cdef void *p = NULL
     if t != NULL:                       # quicklist: already zero except the link word
         k.pool = <uint64_t *><uintptr_t>t[0]
         k.nr_pool -= 1
         t[0] = 0
         return t + TABLE_HDR_WORDS
-    t = <uint64_t *>aligned_alloc(TABLE_ALIGN, TABLE_ALLOC_BYTES)
+    if posix_memalign(&p, TABLE_BASE_ALIGN, TABLE_ALLOC_BYTES) != 0:
+        p = NULL
+    t = <uint64_t *>p
     if t == NULL:
         k.oom = 1
         return NULL

@@ -202,7 +202,8 @@ cdef void _ksm_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept n
             if c.collect:
                 if (folio.flags & PG_ksm_stable) and _ksm_find(&c.tree, folio.value).pfn == 0:
                     _ksm_insert(m, &c.tree, folio.value, -1, -1, pfn, 1)
-            elif (folio.flags & (PG_anon | PG_ksm)) == PG_anon:
+            elif (folio.flags & (PG_anon | PG_ksm | PG_head | PG_tail)) == PG_anon:
+                # (THP subpages are never scanned: thp.md approximation)
                 _cmp_and_merge_page(c, vpn - first + i, &table[i], pfn, folio)
         i = next_used(table, i + 1, end)
 

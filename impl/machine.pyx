@@ -17,6 +17,7 @@ include "vma.pyx"
 include "mm.pyx"
 include "notifier.pyx"
 include "fault.pyx"
+include "thp.pyx"
 include "fork.pyx"
 include "syscall.pyx"
 include "gup.pyx"
@@ -234,6 +235,35 @@ keeps the marker in both entries: the parent's swap-in sets PageAnonExclusive on
 swap-cache folio the child will also map and maps it writable, so the parent's store
 leaks into the child. Program: write 5, pageout, fork, p0 reads (swap cache) and writes
 9: p1 reads 9 (faithful: 5); `state` after the fork still shows `excl` (faithful: not).""",
+    "split_drops_dirty": """\
+A PMD split leaves the 512 PTEs clean: the dirty bit of the huge PMD is lost.
+Rule: __split_huge_pmd_locked copies the PMD's write, dirty, young and soft-dirty bits to
+every PTE it installs (`if (dirty) entry = pte_mkdirty(entry)`), and folio_set_dirty for
+an anon THP; the THP split rework of 4.5 ("thp: reintroduce split_huge_page()", Kirill
+Shutemov) and the later "mm/thp: fix __split_huge_pmd_locked() on shmem migration entry"
+class of fixes are about exactly these bits. A lost dirty bit means a page that was
+written may be treated as clean (reclaim drops it, dirty tracking misses it). The mutant
+clears the dirty bit on the split PTEs. Program: THP, write, mprotect one page r (VMA
+split: PMD split): `state` shows the pages without `dirty` (faithful: dirty).""",
+    "split_marks_shared_exclusive": """\
+A PMD split marks every page AnonExclusive although the THP is shared with a child.
+Rule: __split_huge_pmd_locked reads anon_exclusive = PageAnonExclusive(head) and maps the
+PTEs with RMAP_EXCLUSIVE only when it is set; copy_huge_pmd cleared it when fork shared
+the THP (folio_try_dup_anon_rmap_pmd, "mm: remember exclusively mapped anonymous pages
+with PG_anon_exclusive", 5.19). The mutant always passes RMAP_EXCLUSIVE: after fork the
+child's write splits its PMD with every page exclusive, so the child's next write to
+another page reuses the shared page in place and the parent sees the child's data.
+Program: THP, write, fork, child writes two pages: the parent reads the child's second
+value (faithful: its own 0).""",
+    "huge_zero_written_in_place": """\
+A write fault on the huge zero PMD makes the huge zero folio itself writable.
+Rule: do_huge_pmd_wp_page on a huge zero PMD (6.18: do_huge_zero_wp_pmd) allocates a new
+zeroed THP and maps it by the PMD; only when that fails is the PMD split into zero-page
+PTEs and one page copied (the older path, __split_huge_zero_page_pmd). The huge zero
+folio is shared by every reader in every process and must stay zero (the zero-page
+analogue of Dirty COW). The mutant sets the write bit on the huge zero PMD: the store
+lands in the shared zero folio, and every other huge zero mapping reads it. Program: two
+blocks read (both the huge zero PMD), write into one: the other reads 5 (faithful: 0).""",
 }
 _MUTANT_CODE = {
     "no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE,
@@ -257,6 +287,9 @@ _MUTANT_CODE = {
     "cow_without_invalidation": MUTANT_COW_WITHOUT_INVALIDATION,
     "ksm_merges_pinned_page": MUTANT_KSM_MERGES_PINNED_PAGE,
     "fork_keeps_swap_exclusive": MUTANT_FORK_KEEPS_SWAP_EXCLUSIVE,
+    "split_drops_dirty": MUTANT_SPLIT_DROPS_DIRTY,
+    "split_marks_shared_exclusive": MUTANT_SPLIT_MARKS_SHARED_EXCLUSIVE,
+    "huge_zero_written_in_place": MUTANT_HUGE_ZERO_WRITTEN_IN_PLACE,
 }
 assert _MUTANT_CODE.keys() == MUTANTS.keys(), "every mutant needs a doc and a code"
 
@@ -270,6 +303,7 @@ _OPCODE = {
     _ops.Unmirror: OP_UNMIRROR, _ops.DevRead: OP_DREAD, _ops.DevWrite: OP_DWRITE,
     _ops.DevExclusive: OP_DEXCL, _ops.DevAtomic: OP_DATOMIC, _ops.DevEvents: OP_DEVENTS,
     _ops.Lock: OP_LOCK, _ops.Unlock: OP_UNLOCK, _ops.KsmScan: OP_KSM_SCAN,
+    _ops.Set: OP_SET, _ops.Split: OP_SPLIT,                         # thp.pyx
     _ops.WpRange: OP_WP_RANGE, _ops.CleanRecord: OP_CLEAN_RECORD,   # dirty.pyx
     _ops.ClearRefs: OP_CLEAR_REFS,                                  # softdirty.pyx
 }   # every other op class has no model rules yet: OP_ENOSYS
@@ -288,11 +322,21 @@ _ADVICE_CODE = {_ops.Advice.DONTNEED: ADV_DONTNEED, _ops.Advice.DONTFORK: ADV_DO
                 _ops.Advice.POPULATE_READ: ADV_POPULATE_READ,
                 _ops.Advice.POPULATE_WRITE: ADV_POPULATE_WRITE,
                 _ops.Advice.PAGEOUT: ADV_PAGEOUT, _ops.Advice.MERGEABLE: ADV_MERGEABLE,
-                _ops.Advice.UNMERGEABLE: ADV_UNMERGEABLE}   # others: ADV_UNSUPPORTED
+                _ops.Advice.UNMERGEABLE: ADV_UNMERGEABLE,
+                _ops.Advice.HUGEPAGE: ADV_HUGEPAGE, _ops.Advice.NOHUGEPAGE: ADV_NOHUGEPAGE,
+                _ops.Advice.COLLAPSE: ADV_COLLAPSE}   # others: ADV_UNSUPPORTED
 
 _ENTRY_KIND = {ENTRY_ZERO: _state.EntryKind.ZERO, ENTRY_ANON: _state.EntryKind.ANON,
                ENTRY_FILE: _state.EntryKind.FILE, ENTRY_DEVEXCL: _state.EntryKind.DEVEXCL,
-               ENTRY_SWAP: _state.EntryKind.SWAP}
+               ENTRY_SWAP: _state.EntryKind.SWAP, ENTRY_HZERO: _state.EntryKind.HZERO}
+# `set KEY VALUE`: key -> (SET_* code, value word -> code; None: the number itself)
+_SET_CODE = {
+    _ops.SetKey.THP: (SET_THP, {"never": THP_NEVER, "madvise": THP_MADVISE,
+                                "always": THP_ALWAYS}),
+    _ops.SetKey.THP_ZERO: (SET_THP_ZERO, {"0": 0, "1": 1}),
+    _ops.SetKey.THP_ALLOC: (SET_THP_ALLOC, {"ok": 0, "fail": 1}),
+    _ops.SetKey.MAX_PTES_NONE: (SET_MAX_PTES_NONE, None),
+}
 _EVENT_KIND = {MMU_NOTIFY_UNMAP: "unmap", MMU_NOTIFY_CLEAR: "clear",
                MMU_NOTIFY_PROTECTION_VMA: "protection_vma",
                MMU_NOTIFY_PROTECTION_PAGE: "protection_page", MMU_NOTIFY_EXCLUSIVE: "exclusive",
@@ -331,12 +375,16 @@ _INV_NAMES = {
     INV_SWAP_CACHE: "slot.cache <=> PG_swapcache folio linked back to that slot",
     INV_SWP_EXCL: "a swap entry's exclusive marker => its slot's only reference, uncached",
     INV_KSM: "a KSM page is anon and never AnonExclusive",
+    INV_THP_PMD: "a huge PMD lies in one private anon VMA and maps a THP head or the huge zero folio",
+    INV_THP_COUNTS: "THP entire_mapcount == huge PMDs mapping it; tails are tails",
+    INV_THP_MMID: "THP MM-id total == large mapcount",
 }
 
 
 def _page_view(uint64_t code, frame):
     """PageView of a STATE_* code (the same words `state` prints)."""
-    return _state.PageView(_ENTRY_KIND[code & 0xf], _state.Level.PTE,
+    return _state.PageView(_ENTRY_KIND[code & 0xf],
+                           _state.Level.PMD if code & STATE_PMD else _state.Level.PTE,
                            bool(code & STATE_WRITABLE), bool(code & STATE_DIRTY),
                            bool(code & STATE_SOFT_DIRTY), bool(code & STATE_EXCL), frame)
 
@@ -416,6 +464,11 @@ cdef class ImplMachine:
         self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
         self.m.bits = NULL                      # clean_record results (dirty.pyx)
         self.m.nr_bits = self.m.cap_bits = 0
+        self.m.thp_mode = THP_MADVISE               # sysfs defaults (thp.md "Settings")
+        self.m.thp_zero = 1
+        self.m.thp_alloc_fail = 0
+        self.m.max_ptes_none = HPAGE_PMD_NR - 1
+        self.m.last_mm_id = 0
         self.m.mem.sections = NULL
         self.m.mem.nr_sections = 0
         swap_info_init(&self.m.swap)
@@ -505,6 +558,11 @@ cdef class ImplMachine:
         o.a4 = o.a5 = -1
         if code == OP_ENOSYS or code == OP_KSM_SCAN:
             return 0
+        if code == OP_SET:
+            key, words = _SET_CODE[op.key]
+            o.a0 = key
+            o.a1 = words[op.value] if words is not None else _num(int(op.value, 0), "value")
+            return 0
         if code == OP_FILE:
             o.a0 = self._file(op.file)
             o.a1 = _num(op.npages, "npages")
@@ -535,7 +593,8 @@ cdef class ImplMachine:
                 o.a2 = _u64_bits(op.value)
             return 0
         o.proc = self._proc(op.proc)
-        if code == OP_READ or code == OP_STATE or code == OP_LOCK or code == OP_UNLOCK:
+        if code == OP_READ or code == OP_STATE or code == OP_LOCK or code == OP_UNLOCK \
+                or code == OP_SPLIT:
             o.a0 = _num(op.vpn, "vpn")
         elif code >= OP_MIRROR and code <= OP_DATOMIC:
             o.a0 = self._dev(op.dev)
@@ -725,6 +784,7 @@ cdef class ImplMachine:
         cdef swap_slot_t *slot
         raw = _state.RawSnapshot()
         referenced = set()
+        thps = set()
         slots = set()
         for k in range(m.nr_procs):
             mm = m.procs[k]
@@ -737,6 +797,10 @@ cdef class ImplMachine:
                 flags = []
                 if v.madv & VM_DONTCOPY:
                     flags.append("dontfork")
+                if v.madv & VM_HUGEPAGE:
+                    flags.append("hugepage")
+                if v.madv & VM_NOHUGEPAGE:
+                    flags.append("nohugepage")
                 if v.madv & VM_MERGEABLE:
                     flags.append("mergeable")
                 if v.madv & VM_WIPEONFORK:
@@ -755,6 +819,15 @@ cdef class ImplMachine:
                 raise MemoryError("impl out of memory while taking a snapshot")
             for j in range(buf.n):
                 pte = buf.items[j].pte
+                if pmd_trans_huge(pte):              # a huge PMD: one entry at haddr
+                    pfn = pte_pfn(pte)
+                    if is_hzero_pfn(&m.mem, pfn):
+                        key = _state.HZERO_KEY
+                    else:
+                        key = ("thp", pfn)
+                        thps.add(pfn)
+                    pv.pages[buf.items[j].vpn] = _page_view(pmd_state_code(m, pte), key)
+                    continue
                 if pte_special(pte):
                     key = _state.ZERO_KEY
                 elif is_swap_pte(pte):
@@ -773,6 +846,8 @@ cdef class ImplMachine:
                     pfn = m.pins[i].pfns[j]
                     if pfn == 0:
                         keys.append(_state.ZERO_KEY)
+                    elif is_hzero_pfn(&m.mem, pfn):
+                        keys.append(_state.HZERO_KEY)
                     else:
                         keys.append(pfn)
                         referenced.add(pfn)
@@ -806,9 +881,25 @@ cdef class ImplMachine:
         for key in referenced:
             pfn = key
             folio = pfn_folio(&m.mem, pfn)
+            if folio.flags & (PG_head | PG_tail):   # a THP subpage: map, the folio's pins
+                h = pfn & ~(<uint32_t>HPAGE_PMD_MASK)
+                thps.add(h)
+                raw.frames[key] = _state.FrameView(
+                    folio.mapcount, pfn_folio(&m.mem, h).pincount, folio.value,
+                    folio_test_locked(pfn_folio(&m.mem, h)), False,
+                    ("thp", h), pfn - h)
+                continue
             raw.frames[key] = _state.FrameView(folio.mapcount, folio.pincount, folio.value,
                                                folio_test_locked(folio),
                                                (folio.flags & PG_ksm) != 0)
+        for h in thps:
+            folio = pfn_folio(&m.mem, h)
+            vals = []
+            for j in range(HPAGE_PMD_NR):
+                if pfn_folio(&m.mem, h + j).value != 0:
+                    vals.append((j, pfn_folio(&m.mem, h + j).value))
+            raw.folios[("thp", h)] = _state.ThpView(thp_entire(&m.mem, h)[0], folio.pincount,
+                                                    tuple(vals), folio_test_locked(folio))
         return raw
 
     cdef _snapshot_devices(self, raw, set referenced):
@@ -839,6 +930,8 @@ cdef class ImplMachine:
                     pfn = pte_pfn(buf.items[j].pte)
                     if pfn == 0:
                         key = _state.ZERO_KEY
+                    elif is_hzero_pfn(&m.mem, pfn):
+                        key = _state.HZERO_KEY
                     else:
                         key = pfn
                         referenced.add(key)
@@ -862,7 +955,8 @@ cdef class ImplMachine:
     def frames_in_use(self):
         """Allocated frames (zero page excluded): all of them are free again once
         every process exited and no named file holds pages."""
-        return self.m.mem.nr_frames - 1 - self.m.mem.nr_free
+        return (self.m.mem.nr_frames - 1 - self.m.mem.nr_free
+                - (HPAGE_PMD_NR if self.m.mem.hzero_pfn != 0 else 0))   # the huge zero folio
 
     def page_tables(self):
         """Page-table pages held by live processes (PGDs included)."""

@@ -12,25 +12,27 @@
 # unshares every KSM page of the piece first (ksm.pyx break_ksm), else is ignored.
 
 
-cdef int _madvise_flag(machine_t *m, mm_t *mm, int32_t idx, int advice) noexcept nogil:
-    """Apply a flag advice to the VMA at idx (madvise_vma_behavior); EINVAL or 0."""
-    cdef vma_t *v = &mm.vmas[idx]
+cdef uint32_t _new_madv(vma_t *v, int advice) noexcept nogil:
+    """The VMA's madvise flags after a flag advice (madvise_vma_behavior's new_flags)."""
+    cdef uint32_t f = v.madv
     if advice == ADV_DONTFORK:
-        v.madv |= VM_DONTCOPY
+        f |= VM_DONTCOPY
     elif advice == ADV_DOFORK:
-        v.madv &= ~VM_DONTCOPY
+        f &= ~VM_DONTCOPY
     elif advice == ADV_WIPEONFORK:
-        v.madv |= VM_WIPEONFORK
+        f |= VM_WIPEONFORK
     elif advice == ADV_KEEPONFORK:
-        v.madv &= ~VM_WIPEONFORK
+        f &= ~VM_WIPEONFORK
     elif advice == ADV_MERGEABLE:
         if not v.shared:                         # ksm_madvise: vma_ksm_compatible
-            v.madv |= VM_MERGEABLE
+            f |= VM_MERGEABLE
+    elif advice == ADV_HUGEPAGE:                 # hugepage_madvise
+        f = (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE
+    elif advice == ADV_NOHUGEPAGE:
+        f = (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE
     elif advice == ADV_UNMERGEABLE:
-        if v.madv & VM_MERGEABLE:                # else "just ignore the advice"
-            break_ksm(m, mm, idx, v.start, v.end)    # unmerge_ksm_pages
-            mm.vmas[idx].madv &= ~VM_MERGEABLE
-    return 0
+        f &= ~VM_MERGEABLE                       # not mergeable: "just ignore the advice"
+    return f
 
 
 cdef void _mutant_punch_cache(machine_t *m, vma_t *v, int64_t start, int64_t end) noexcept nogil:
@@ -68,7 +70,18 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
     cdef int64_t cur = start
     cdef int32_t idx = find_vma_from(mm, start)
     cdef bint hole = False
+    cdef int err
     cdef vma_t *v
+    cdef uint32_t new
+    cdef int64_t vend, a, b
+    if advice == ADV_COLLAPSE:
+        # file/shmem THP is out of scope: any VMA of the range that is not private anon
+        # makes the whole call ENOSYS, before anything is done
+        while idx < mm.nr_vmas and mm.vmas[idx].start < end:
+            if not vma_is_anon_private(&mm.vmas[idx]) or mm.vmas[idx].shared:
+                return ENOSYS
+            idx += 1
+        idx = find_vma_from(mm, start)
     while idx < mm.nr_vmas and mm.vmas[idx].start < end:
         v = &mm.vmas[idx]
         if v.start > cur:
@@ -78,8 +91,16 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
             mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, max(start, v.start),
                                           min(end, v.end), NO_OWNER)
             zap_page_range(m, mm, max(start, v.start), min(end, v.end))
+            if min(end, v.end) - max(start, v.start) >= HPAGE_PMD_NR:
+                # PT_RECLAIM (6.14+): a zap of >= 2 MiB frees the emptied PTE tables of
+                # the blocks it touched
+                free_pgtables(mm.pgd, &m.kmem, max(start, v.start), min(end, v.end))
             if m.mutant == MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE and v.shared:
                 _mutant_punch_cache(m, v, max(start, v.start), min(end, v.end))
+        elif advice == ADV_COLLAPSE:
+            err = madvise_collapse(m, mm, idx, max(start, v.start), min(end, v.end))
+            if err:
+                return err                       # ENOMEM / EINVAL / EAGAIN stop the walk
         elif advice == ADV_PAGEOUT:
             pageout_range(m, mm, idx, max(start, v.start), min(end, v.end))
             if m.kmem.oom:
@@ -87,13 +108,26 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
         else:
             if advice == ADV_WIPEONFORK and not vma_is_anon_private(v):
                 return EINVAL                    # only private anon may wipe on fork
-            if v.start < start:
-                if vma_split(m, mm, idx, start) < 0:
+            new = _new_madv(v, advice)
+            if new != v.madv:
+                # madvise_update_vma: new_flags == vm_flags -> 0, else vma_modify_flags
+                # splits (a huge PMD too: vma_adjust_trans_huge) and merges the piece
+                vend = v.end
+                a = max(start, v.start)
+                b = min(end, vend)
+                if v.start < start:
+                    if vma_split(m, mm, idx, start) < 0:
+                        return -1
+                    idx += 1
+                if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
                     return -1
-                idx += 1
-            if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
-                return -1
-            _madvise_flag(m, mm, idx, advice)
+                if advice == ADV_UNMERGEABLE:
+                    break_ksm(m, mm, idx, a, b)  # unmerge_ksm_pages
+                mm.vmas[idx].madv = new
+                vma_merge_range(m, mm, a, b)
+                cur = vend
+                idx = find_vma_from(mm, vend)
+                continue
         cur = mm.vmas[idx].end
         idx += 1
     if cur < end:
@@ -141,7 +175,5 @@ cdef void sys_madvise(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept
     if advice == ADV_POPULATE_READ or advice == ADV_POPULATE_WRITE:
         err = madvise_populate(m, mm, start, end, advice == ADV_POPULATE_WRITE)
     else:
-        err = madvise_walk_vmas(m, mm, start, end, advice)
-        if advice != ADV_DONTNEED and advice != ADV_PAGEOUT:
-            vma_merge_range(m, mm, start, end)
+        err = madvise_walk_vmas(m, mm, start, end, advice)   # merges what it changed
     res_status(r, err)

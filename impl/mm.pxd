@@ -8,9 +8,15 @@ cdef struct mm_s:
     int32_t alive       # 0 once the process exited (ops on it return ESRCH)
     int32_t has_pinned  # MMF_HAS_PINNED: set by the first FOLL_PIN, never cleared, not inherited
     int32_t pid         # index k of "p{k}" (set when the process is registered)
+    int32_t mm_id       # mm->mm_id for the THP MM-id slots (> 0, set by mm_alloc)
     itree_node_t *subs  # live interval-notifier subscriptions (notifier.pxd index); kept
     int32_t nr_subs     # after exit: a subscription outlives its mm's address space
     int32_t cap_subs
+
+# Context of zap_pte_run: the machine and the mm whose entries go (THP MM ids).
+ctypedef struct zap_ctx_t:
+    machine_t *m
+    mm_t *mm
 
 cdef mm_t *mm_alloc(machine_t *m) noexcept nogil
 cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil

@@ -11,6 +11,8 @@ cdef mm_t *mm_alloc(machine_t *m) noexcept nogil:
         kfree(&m.kmem, mm, sizeof(mm_t))
         return NULL
     mm.alive = 1
+    m.last_mm_id += 1
+    mm.mm_id = m.last_mm_id
     return mm
 
 
@@ -19,8 +21,11 @@ cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcep
     (zap_pte_range); the zero page carries no counts (pte_special). A device-exclusive
     entry goes the same way (zap_nonpresent_ptes: rss--, folio_remove_rmap_pte, folio_put).
     The last mapping of a swap-cache folio may take it out of the cache (free_swap_cache);
-    a swap entry drops its slot reference (free_swap_and_cache)."""
-    cdef machine_t *m = <machine_t *>ctx
+    a swap entry drops its slot reference (free_swap_and_cache). A THP subpage loses its
+    PTE mapcount; its folio the reference and one MM-id mapping."""
+    cdef zap_ctx_t *z = <zap_ctx_t *>ctx
+    cdef machine_t *m = z.m
+    cdef uint32_t h
     cdef uint64_t *table = pte_table_of(ptep, vpn)
     cdef int64_t first = vpn & TABLE_MASK, end = first + n
     cdef int64_t i = next_used(table, first, end)
@@ -40,6 +45,11 @@ cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcep
         pfn = pte_pfn(pte)
         folio = pfn_folio(&m.mem, pfn)
         folio.mapcount -= 1                  # folio_remove_rmap_pte
+        if folio.flags & (PG_head | PG_tail):    # a THP subpage
+            h = pfn & ~(<uint32_t>HPAGE_PMD_MASK)
+            thp_mm_sub(&m.mem, h, mm_id_of(z.mm), 1)
+            folio_put(&m.mem, h, pfn_folio(&m.mem, h))
+            continue
         folio.refcount -= 1                  # tlb_remove_page -> folio_put
         if folio.refcount == 0:
             folio_free(&m.mem, pfn)
@@ -47,9 +57,30 @@ cdef void zap_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcep
             free_swap_cache(m, pfn, folio)   # free_pages_and_swap_cache: the cache's ref
 
 
+cdef void _zap_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                   int64_t hi) noexcept nogil:
+    """zap_pmd_range on a huge PMD: zap_huge_pmd when the block is wholly in the range,
+    else __split_huge_pmd (the walk then zaps the covered PTEs)."""
+    cdef zap_ctx_t *z = <zap_ctx_t *>ctx
+    if lo == haddr and hi == haddr + HPAGE_PMD_NR:
+        zap_huge_pmd(z.m, z.mm, pmdp, haddr)
+    else:
+        split_huge_pmd(z.m, z.mm, pmdp, haddr)
+
+
 cdef void zap_page_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
     """Zap every entry of [start, end) (zap_page_range_single / MADV_DONTNEED)."""
-    walk_pte_runs(mm.pgd, start, end, zap_pte_run, m)
+    cdef zap_ctx_t z
+    z.m = m
+    z.mm = mm
+    walk_page_range(mm.pgd, start, end, zap_pte_run, _zap_pmd, &z)
+
+
+cdef bint _no_vma_in_block(void *ctx, int64_t base) noexcept nogil:
+    """free_pgtables: the block's PTE table goes when no VMA is left in the block."""
+    cdef mm_t *mm = <mm_t *>ctx
+    cdef int32_t i = find_vma_from(mm, base)
+    return i >= mm.nr_vmas or mm.vmas[i].start >= base + HPAGE_PMD_NR
 
 
 cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
@@ -64,9 +95,10 @@ cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexc
     mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_UNMAP, start, end, NO_OWNER)
     # mutant munmap_leaves_last_page: the zap stops one page short of the range end
     zap_page_range(m, mm, start, end - 1 if m.mutant == MUTANT_MUNMAP_LEAVES_LAST_PAGE else end)
-    free_pgtables(mm.pgd, &m.kmem, start, end)
     for i in range(last - 1, first - 1, -1):
         vma_remove(m, mm, i)
+    # free_pgtables: every block of the range in which no VMA is left loses its table
+    free_pgtables_if(mm.pgd, &m.kmem, start, end, _no_vma_in_block, mm)
     return 0
 
 

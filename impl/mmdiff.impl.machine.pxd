@@ -28,6 +28,7 @@ include "notifier.pxd"
 include "fault.pxd"
 include "fork.pxd"
 include "syscall.pxd"
+include "thp.pxd"
 include "gup.pxd"
 include "hmm.pxd"
 include "mmap.pxd"
@@ -65,6 +66,11 @@ cdef struct machine_s:
     int32_t nr_drained
     int32_t cap_drained
     int32_t mutant          # MUTANT_* (0: faithful)
+    int32_t thp_mode        # `set thp`: THP_NEVER / THP_MADVISE / THP_ALWAYS
+    int32_t thp_zero        # `set thp_zero`: use the huge zero page for read faults
+    int32_t thp_alloc_fail  # `set thp_alloc fail`: every THP allocation fails
+    int32_t max_ptes_none   # `set max_ptes_none` (khugepaged only: stored, no effect)
+    int32_t last_mm_id      # last MM id handed out (folio MM-id slots; 0 = none)
     int64_t *bits           # clean_record results (RES_BITS) until the API decodes them
     int32_t nr_bits
     int32_t cap_bits

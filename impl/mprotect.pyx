@@ -17,6 +17,7 @@ ctypedef struct prot_ctx_t:
     uint8_t shared
     uint8_t writenotify     # vma_wants_writenotify (soft-dirty tracking on a shared rw VMA)
     uint8_t tracking        # vma_soft_dirty_enabled
+    vma_t *v                # the VMA (change_huge_pmd)
 
 
 cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
@@ -57,6 +58,13 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         i = next_used(table, i + 1, end)
 
 
+cdef void _change_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                      int64_t hi) noexcept nogil:
+    """change_pmd_range on a huge PMD (wholly inside: the VMA split split any other)."""
+    cdef prot_ctx_t *c = <prot_ctx_t *>ctx
+    change_huge_pmd(c.m, c.v, pmdp)
+
+
 cdef void _notify_protection_vma(machine_t *m, mm_t *mm, int64_t start,
                                  int64_t end) noexcept nogil:
     """change_protection's MMU_NOTIFY_PROTECTION_VMA for the piece [start, end).
@@ -86,7 +94,8 @@ cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
     ctx.shared = v.shared
     ctx.writenotify = vma_wants_writenotify(v)
     ctx.tracking = vma_soft_dirty_enabled(v)
-    walk_pte_runs(mm.pgd, v.start, v.end, change_pte_run, &ctx)
+    ctx.v = v
+    walk_page_range(mm.pgd, v.start, v.end, change_pte_run, _change_pmd, &ctx)
 
 
 cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept nogil:
@@ -105,14 +114,16 @@ cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcep
     if idx < 0:
         res_set(r, RES_ERRNO, ENOMEM)
         return
-    if mm.vmas[idx].start < start:
-        if vma_split(m, mm, idx, start) < 0:
-            return
-        idx += 1
     while True:
-        if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
-            return
-        if mm.vmas[idx].prot != prot:            # mprotect_fixup: newflags == oldflags -> 0
+        # mprotect_fixup: newflags == oldflags -> 0 before vma_modify_flags, so an
+        # unchanged VMA is not split (nor a huge PMD in it: vma_adjust_trans_huge)
+        if mm.vmas[idx].prot != prot:
+            if mm.vmas[idx].start < start:
+                if vma_split(m, mm, idx, start) < 0:
+                    return
+                idx += 1
+            if mm.vmas[idx].end > end and vma_split(m, mm, idx, end) < 0:
+                return
             _notify_protection_vma(m, mm, mm.vmas[idx].start, mm.vmas[idx].end)
             mm.vmas[idx].prot = prot
             change_protection(m, mm, &mm.vmas[idx])

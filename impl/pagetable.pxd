@@ -13,6 +13,14 @@
 # vpn .. vpn+n-1 (mm_walk_ops.pte_entry, batched per table). Callbacks visit the
 # used entries with next_used(pte_table_of(ptep, vpn), ...).
 ctypedef void (*pte_run_fn)(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil
+# Callback over one huge PMD (pmd_entry of a walk): pmdp is its slot, haddr the block's
+# first vpn, [lo, hi) the part of the walked range inside the block. It may zap the
+# entry, keep it, or split it: after a split the walk goes on with the PTE run of
+# [lo, hi) in the new table.
+ctypedef void (*pmd_fn_t)(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                          int64_t hi) noexcept nogil
+# Predicate of free_pgtables_if: may the (empty) PTE table of the block at base go?
+ctypedef bint (*table_pred_fn)(void *ctx, int64_t base) noexcept nogil
 
 cdef inline bint pte_none(uint64_t pte) noexcept nogil:
     return pte == 0
@@ -89,6 +97,16 @@ cdef inline uint32_t swp_offset(uint64_t pte) noexcept nogil:
 cdef inline bint pte_swp_exclusive(uint64_t pte) noexcept nogil:
     return (pte & _PAGE_SWP_EXCLUSIVE) != 0
 
+# --- huge PMDs (anon THP and the huge zero folio): a leaf in the PMD table with
+# _PAGE_PSE, the head pfn in bits 12..51 like a PTE (pmd_trans_huge, pmd_pfn)
+
+cdef inline bint pmd_trans_huge(uint64_t pmd) noexcept nogil:
+    return (pmd & (_PAGE_PRESENT | _PAGE_PSE)) == (_PAGE_PRESENT | _PAGE_PSE)
+
+cdef inline uint64_t pmd_subpage_pte(uint64_t pmd, int64_t vpn) noexcept nogil:
+    """The PTE-shaped view of subpage vpn & 511 of a huge PMD: its pfn, the PMD's bits."""
+    return (pmd & ~(<uint64_t>_PAGE_PSE)) + ((<uint64_t>(vpn & HPAGE_PMD_MASK)) << PTE_PFN_SHIFT)
+
 cdef inline uint64_t *entry_table(uint64_t entry) noexcept nogil:
     """The next-level table an upper entry points to (pmd_page_vaddr)."""
     return <uint64_t *><uintptr_t>(entry & ~(<uint64_t>(TABLE_ALIGN - 1)))
@@ -148,9 +166,16 @@ cdef inline int64_t level_index(int64_t vpn, int shift) noexcept nogil:
 
 cdef uint64_t *pte_offset_map(uint64_t *pgd, int64_t vpn) noexcept nogil
 cdef uint64_t *pte_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nogil
+cdef uint64_t *pmd_offset_map(uint64_t *pgd, int64_t vpn) noexcept nogil
+cdef uint64_t *pmd_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nogil
+cdef uint64_t *huge_pmd_at(uint64_t *pgd, int64_t vpn) noexcept nogil
 cdef int64_t walk_pte_runs(uint64_t *pgd, int64_t start, int64_t end,
                            pte_run_fn fn, void *ctx) noexcept nogil
+cdef int64_t walk_page_range(uint64_t *pgd, int64_t start, int64_t end, pte_run_fn fn,
+                             pmd_fn_t pmd_fn, void *ctx) noexcept nogil
 cdef void free_pgtables(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end) noexcept nogil
+cdef void free_pgtables_if(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end,
+                           table_pred_fn pred, void *ctx) noexcept nogil
 cdef void pgd_free_all(uint64_t *pgd, kmem_t *k) noexcept nogil
 cdef int64_t pgtable_count(uint64_t *pgd) noexcept nogil
 cdef int64_t pte_first_used(uint64_t *pgd, int64_t start, int64_t end) noexcept nogil

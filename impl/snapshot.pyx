@@ -24,9 +24,29 @@ cdef void _collect_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexce
         i = next_used(table, i + 1, end)
 
 
+cdef void _collect_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                       int64_t hi) noexcept nogil:
+    """A huge PMD: one item (haddr, the PMD entry: pmd_trans_huge tells it apart)."""
+    cdef entry_buf_t *buf = <entry_buf_t *>ctx
+    cdef int64_t cap
+    cdef entry_t *items
+    if buf.n == buf.cap:
+        cap = 1024 if buf.cap == 0 else buf.cap * 2
+        items = <entry_t *>realloc(buf.items, cap * sizeof(entry_t))
+        if items == NULL:
+            buf.oom = 1
+            return
+        buf.items = items
+        buf.cap = cap
+    buf.items[buf.n].vpn = haddr
+    buf.items[buf.n].pte = pmdp[0]
+    buf.n += 1
+
+
 cdef void collect_entries(mm_t *mm, entry_buf_t *buf) noexcept nogil:
-    """Append (vpn, pte) for every non-none entry of mm in vpn order."""
-    walk_pte_runs(mm.pgd, 0, TASK_SIZE_PAGES, _collect_run, buf)
+    """Append (vpn, pte) for every non-none entry of mm in vpn order; a huge PMD is one
+    item at its block's first vpn."""
+    walk_page_range(mm.pgd, 0, TASK_SIZE_PAGES, _collect_run, _collect_pmd, buf)
 
 
 cdef void entry_buf_free(entry_buf_t *buf) noexcept nogil:

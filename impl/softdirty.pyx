@@ -23,7 +23,7 @@ cdef inline bint _pte_is_pinned(clear_refs_ctx_t *c, uint64_t pte) noexcept nogi
     && folio_maybe_dma_pinned (exact: pincount > 0)."""
     if not pte_write(pte) or c.vma.shared or not c.mm.has_pinned or pte_special(pte):
         return False
-    return pfn_folio(&c.m.mem, pte_pfn(pte)).pincount > 0
+    return page_folio(&c.m.mem, pte_pfn(pte)).pincount > 0   # folio-wide for a THP page
 
 
 cdef void _clear_soft_dirty_run(void *ctx, uint64_t *ptep, int64_t vpn,
@@ -63,5 +63,6 @@ cdef void sys_clear_refs(machine_t *m, mm_t *mm, mm_res_t *r) noexcept nogil:
     c.mm = mm
     for i in range(mm.nr_vmas):
         c.vma = &mm.vmas[i]
-        walk_pte_runs(mm.pgd, mm.vmas[i].start, mm.vmas[i].end, _clear_soft_dirty_run, &c)
+        walk_page_range(mm.pgd, mm.vmas[i].start, mm.vmas[i].end, _clear_soft_dirty_run,
+                        _clear_soft_dirty_pmd, &c)
     res_set(r, RES_OK, 0)

@@ -26,33 +26,31 @@ cdef int32_t _proc_add(machine_t *m, mm_t *mm) noexcept nogil:
     return m.nr_procs - 1
 
 
-cdef uint64_t *fault_in(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flags,
-                        mm_res_t *r) noexcept nogil:
-    """handle_mm_fault for a CPU access, then the PTE to complete it on. NULL when the
-    fault failed: SIGBUS is set as the result; VM_FAULT_OOM leaves the result unset,
+cdef bint fault_in(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flags,
+                   mm_res_t *r) noexcept nogil:
+    """handle_mm_fault for a CPU access (the caller looks the entry up again). False when
+    the fault failed: SIGBUS is set as the result; VM_FAULT_OOM leaves the result unset,
     which run_batch turns into MemoryError (a model failure, not a kernel result)."""
     cdef int rc = handle_mm_fault(m, mm, idx, vpn, flags)
     if rc == VM_FAULT_SIGBUS:
         res_set(r, RES_SIGNAL, SIGBUS)
-        return NULL
-    if rc != VM_FAULT_OK:
-        return NULL
-    return pte_offset_map(mm.pgd, vpn)
+        return False
+    return rc == VM_FAULT_OK
 
 
 cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
     """CPU load: no VMA or no read permission -> SEGV; else fault in if needed."""
     cdef int32_t idx = find_vma(mm, vpn)
-    cdef uint64_t *ptep
+    cdef uint64_t pte
     if idx < 0 or mm.vmas[idx].prot == PROT_NONE:
         res_set(r, RES_SIGNAL, SIGSEGV)          # do_user_addr_fault: bad_area / access_error
         return
-    ptep = pte_offset_map(mm.pgd, vpn)
-    if ptep == NULL or not pte_present(ptep[0]):    # none, swap, or a DX entry to restore
-        ptep = fault_in(m, mm, idx, vpn, 0, r)
-        if ptep == NULL:
+    pte = pte_lookup(mm.pgd, vpn)                # a PTE or a huge PMD's subpage
+    if not pte_present(pte):                     # none, swap, or a DX entry to restore
+        if not fault_in(m, mm, idx, vpn, 0, r):
             return
-    res_set(r, RES_VALUE, pfn_folio(&m.mem, pte_pfn(ptep[0])).value)
+        pte = pte_lookup(mm.pgd, vpn)
+    res_set(r, RES_VALUE, pfn_folio(&m.mem, pte_pfn(pte)).value)
 
 
 cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
@@ -61,22 +59,25 @@ cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
     entry: the fault restores it, and the store is retried on the restored entry)."""
     cdef int32_t idx = find_vma(mm, vpn)
     cdef uint64_t *ptep
+    cdef uint64_t pte
     cdef int tries
     if idx < 0 or mm.vmas[idx].prot != PROT_RW:
         res_set(r, RES_SIGNAL, SIGSEGV)
         return
-    ptep = pte_offset_map(mm.pgd, vpn)
-    for tries in range(3):
-        if ptep != NULL and pte_write(ptep[0]):  # never true for none or DX entries
+    for tries in range(4):
+        pte = pte_lookup(mm.pgd, vpn)            # a PTE or a huge PMD's subpage
+        if pte_write(pte):                       # never true for none or DX entries
             break
-        ptep = fault_in(m, mm, idx, vpn, FAULT_FLAG_WRITE, r)
-        if ptep == NULL:
+        if not fault_in(m, mm, idx, vpn, FAULT_FLAG_WRITE, r):
             return
     else:
         m.kmem.oom = 1                           # a model bug: report it, never loop
         return
-    ptep[0] = pte_mkdirty(ptep[0])               # the hardware sets dirty on a store
-    folio_store(pfn_folio(&m.mem, pte_pfn(ptep[0])), value)
+    ptep = huge_pmd_at(mm.pgd, vpn)              # the hardware sets dirty on a store
+    if ptep == NULL:
+        ptep = pte_offset_map(mm.pgd, vpn)
+    ptep[0] = pte_mkdirty(ptep[0])
+    folio_store(pfn_folio(&m.mem, pte_pfn(pte)), value)
     res_set(r, RES_OK, 0)
 
 
@@ -168,6 +169,9 @@ cdef uint64_t entry_state(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
     cdef uint64_t *ptep
     if find_vma(mm, vpn) < 0:
         return ENTRY_NONE
+    ptep = huge_pmd_at(mm.pgd, vpn)
+    if ptep != NULL:
+        return pmd_state_code(m, ptep[0])        # the PMD's description
     ptep = pte_offset_map(mm.pgd, vpn)
     if ptep == NULL or ptep[0] == 0:
         return ENTRY_NONE
@@ -214,12 +218,18 @@ cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
     return code
 
 
-cdef int64_t _frame_at(mm_t *mm, int64_t vpn) noexcept nogil:
-    """The pfn mapped at vpn now (present or device-exclusive entry), -1 for none or a
-    swap entry (no frame; never faults)."""
+cdef int64_t _frame_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
+    """The pfn mapped at vpn now (present or device-exclusive entry; a huge PMD's
+    subpage; the huge zero folio as one frame), -1 for none or a swap entry (no frame;
+    never faults)."""
     cdef uint64_t *ptep
+    cdef uint32_t pfn
     if find_vma(mm, vpn) < 0:
         return -1
+    ptep = huge_pmd_at(mm.pgd, vpn)
+    if ptep != NULL:
+        pfn = pte_pfn(ptep[0])
+        return pfn if is_hzero_pfn(&m.mem, pfn) else pfn + (vpn & HPAGE_PMD_MASK)
     ptep = pte_offset_map(mm.pgd, vpn)
     if ptep == NULL or ptep[0] == 0 or is_swap_pte(ptep[0]):
         return -1
@@ -228,10 +238,10 @@ cdef int64_t _frame_at(mm_t *mm, int64_t vpn) noexcept nogil:
 
 cdef folio_t *_folio_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
     """The folio mapped at vpn (present or DX entry), NULL for none or the zero page."""
-    cdef int64_t pfn = _frame_at(mm, vpn)
-    if pfn <= 0:
+    cdef int64_t pfn = _frame_at(m, mm, vpn)
+    if pfn < 0 or page_is_reserved(&m.mem, <uint32_t>pfn):
         return NULL
-    return pfn_folio(&m.mem, <uint32_t>pfn)
+    return page_folio(&m.mem, <uint32_t>pfn)     # the lock is the folio's
 
 
 cdef void sys_lock(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
@@ -301,8 +311,8 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         if mm2 == NULL:
             res_set(r, RES_ERRNO, ESRCH)
             return
-        f1 = _frame_at(mm, op.a0)
-        f2 = _frame_at(mm2, op.a2)
+        f1 = _frame_at(m, mm, op.a0)
+        f2 = _frame_at(m, mm2, op.a2)
         res_set(r, RES_SAME, 1 if f1 >= 0 and f1 == f2 else 0)
     elif op.code == OP_PIN:
         sys_pin(m, mm, op.a0, op.a1, <int32_t>op.a2, r)
@@ -339,6 +349,10 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         sys_unlock(m, mm, op.a0, r)
     elif op.code == OP_KSM_SCAN:
         sys_ksm_scan(m, r)
+    elif op.code == OP_SET:
+        sys_set(m, op.a0, op.a1, r)
+    elif op.code == OP_SPLIT:
+        sys_split(m, mm, op.a0, r)
     elif op.code == OP_WP_RANGE:                        # dirty.pyx
         sys_wp_range(m, <int32_t>op.a0, op.a1, op.a2, r)
     elif op.code == OP_CLEAN_RECORD:

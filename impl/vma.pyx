@@ -64,7 +64,10 @@ cdef void vma_remove(machine_t *m, mm_t *mm, int32_t idx) noexcept nogil:
 
 cdef int vma_split(machine_t *m, mm_t *mm, int32_t idx, int64_t at) noexcept nogil:
     """Split the VMA at idx so that [start, at) stays at idx and [at, end) follows
-    (__split_vma); both halves keep the anon_vma and forked flag. -1 on OOM."""
+    (__split_vma); both halves keep the anon_vma and forked flag. -1 on OOM.
+    vma_adjust_trans_huge: a split inside a block mapped by a huge PMD splits the PMD."""
+    if at & HPAGE_PMD_MASK:
+        split_huge_pmd_address(m, mm, at)
     cdef vma_t upper = mm.vmas[idx]
     upper.start = at
     if m.mutant == MUTANT_SPLIT_VMA_LOSES_ANON_VMA:

@@ -45,7 +45,7 @@ cdef void _pageout_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexce
             continue
         pfn = pte_pfn(pte)
         folio = pfn_folio(&m.mem, pfn)
-        if not _reclaimable(folio):
+        if page_is_thp(folio) or not _reclaimable(folio):   # PTE-mapped THP: skipped
             i = next_used(table, i + 1, end)
             continue
         mmu_notifier_invalidate_range(m, c.mm, MMU_NOTIFY_CLEAR, v, v + 1, NO_OWNER)
@@ -76,6 +76,46 @@ cdef void _pageout_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexce
         i = next_used(table, i + 1, end)
 
 
+cdef void _pageout_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                       int64_t hi) noexcept nogil:
+    """A huge PMD wholly in the range whose THP is mapped by it alone (entire 1, no PTE
+    mappings, no pins, not locked, refcount 1) is paged out whole: CLEAR over the block,
+    each subpage to a new swap entry (its value; exclusive marker = AnonExclusive of the
+    head; the PMD's soft-dirty) in a new PTE table, the folio freed. Anything else (a
+    partial block, the huge zero folio, a shared or pinned THP) is skipped."""
+    cdef pageout_ctx_t *c = <pageout_ctx_t *>ctx
+    cdef machine_t *m = c.m
+    cdef uint64_t pmd = pmdp[0]
+    cdef uint32_t h = pte_pfn(pmd), s
+    cdef folio_t *head
+    cdef uint64_t *t
+    cdef int32_t i
+    cdef bint excl, sd
+    if lo != haddr or hi != haddr + HPAGE_PMD_NR or is_hzero_pfn(&m.mem, h):
+        return
+    head = pfn_folio(&m.mem, h)
+    if thp_entire(&m.mem, h)[0] != 1 or thp_large_mapcount(&m.mem, h) != 1 \
+            or head.pincount != 0 or folio_test_locked(head) or head.refcount != 1:
+        return
+    mmu_notifier_invalidate_range(m, c.mm, MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_NR,
+                                  NO_OWNER)
+    t = table_alloc(&m.kmem)
+    if t == NULL:
+        return
+    excl = (head.flags & PG_anon_exclusive) != 0
+    sd = pte_soft_dirty(pmd)
+    for i in range(HPAGE_PMD_NR):
+        s = swap_alloc(m, pfn_folio(&m.mem, h + i).value)
+        if s == 0:
+            return                               # kmem.oom is set
+        m.swap.slots[s].count += 1               # the swap PTE's reference
+        table_set(t, i, swp_entry_to_pte(s, excl, sd))
+    pmdp[0] = (<uint64_t><uintptr_t>t) | _PAGE_TABLE
+    thp_entire(&m.mem, h)[0] = 0
+    thp_mm_sub(&m.mem, h, mm_id_of(c.mm), 1)
+    folio_put(&m.mem, h, head)                   # the last reference: freed
+
+
 cdef void pageout_range(machine_t *m, mm_t *mm, int32_t idx, int64_t start,
                         int64_t end) noexcept nogil:
     """madvise_pageout over [start, end) of VMA idx (walk_page_range)."""
@@ -83,4 +123,4 @@ cdef void pageout_range(machine_t *m, mm_t *mm, int32_t idx, int64_t start,
     ctx.m = m
     ctx.mm = mm
     ctx.v = &mm.vmas[idx]
-    walk_pte_runs(mm.pgd, start, end, _pageout_run, &ctx)
+    walk_page_range(mm.pgd, start, end, _pageout_run, _pageout_pmd, &ctx)

@@ -30,8 +30,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from .mm import Mm
-from .pagetable import Pte
-HugePte = ()  # clone stub: no THP at HEAD
+from .pagetable import HugePte, Pte
 from .shmem import ShmemFile
 from .vma import Vma
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .folio import ZERO_PAGE, Folio, folio_alloc_anon
+from .folio import ZERO_PAGE, Folio, SubPage, Thp, folio_alloc_anon
+from .huge_memory import huge_pmd_fault
 from .mm import Mm
 from .mprotect import can_change_pte_writable
 from .swap import SwapSlot, folio_free_swap, swap_cache_add, swap_cache_del
@@ -69,6 +70,8 @@ def handle_pte_fault(mm: Mm, i: int, vpn: int, write: bool,
                      unshare: bool = False) -> Optional[Signal]:
     """The fault proper, after the caller's permission check (the arch check for the
     CPU, check_vma_flags for GUP). Return: None, or SIGBUS past a file's EOF."""
+    if huge_pmd_fault(mm, i, vpn, write, unshare):
+        return None                               # handled at PMD level (THP, huge zero)
     vma = mm.vmas[i]
     pte = mm.ptes.get(vpn)
     if pte is not None and pte.devexcl:
@@ -114,7 +117,8 @@ def do_anonymous_page(mm: Mm, i: int, vpn: int, write: bool) -> None:
 
 def _file_pte(vma: Vma, folio: Folio) -> Pte:
     """set_pte_range for a read fault: vm_page_prot, writable only in a shared rw mapping
-    (shmem needs no write-notify, so its shared vm_page_prot keeps the write bit)."""
+    that wants no write-notify (shmem wants it only for soft-dirty tracking:
+    vma_wants_writenotify / vma_set_page_prot)."""
     return Pte(folio, writable=vma.shared and vma.prot.write and not vma_wants_writenotify(vma))
 
 
@@ -189,6 +193,7 @@ def do_swap_page(mm: Mm, vma: Vma, vpn: int, old: Pte, write: bool) -> Pte:
     mm.set_pte(vpn, pte)
     if not folio.ksm and (exclusive or sole):
         folio.anon_exclusive = True                    # RMAP_EXCLUSIVE
+        # VM_WRITE && !pte_needs_soft_dirty_wp (the swap entry's soft-dirty bit)
         if vma.prot.write and not pte_needs_soft_dirty_wp(vma, pte.soft_dirty):
             pte.writable = True
             if write:
@@ -214,10 +219,20 @@ def restore_exclusive_pte(vma: Vma, pte: Pte) -> None:
         pte.writable = True
 
 
+def wp_can_reuse_large_anon_folio(thp: Thp) -> bool:
+    """__wp_can_reuse_large_anon_folio (6.15+): a page of a PTE-mapped THP is reused when
+    more than one page is mapped, every mapping is in this mm (the MM-id shared bit is
+    clear) and every reference is a mapping (no pins)."""
+    n = thp.large_mapcount()
+    return n > 1 and not thp.shared and n == thp.refcount
+
+
 def wp_can_reuse_anon_folio(folio: Folio) -> bool:
-    """Order-0 rule: never a KSM page; no references besides this PTE and the swap cache;
+    """A THP page: the large-folio rule above. Order-0 rule: never a KSM page; no references besides this PTE and the swap cache;
     folio_trylock succeeds (a `lock` held on it makes the write copy); the swap cache
     is left when no swap entry needs it (folio_free_swap); then refcount == 1."""
+    if isinstance(folio, SubPage):
+        return wp_can_reuse_large_anon_folio(folio.thp)
     in_cache = 1 if folio.swap_slot is not None else 0
     if folio.ksm or folio.refcount > 1 + in_cache or folio.locked:
         return False

@@ -20,10 +20,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from .folio import Folio, folio_alloc_anon
-from .mm import Mm
 from .fault import restore_exclusive_pte
-from .pagetable import Pte
+from .folio import HPAGE_PMD_NR, Folio, folio_alloc_anon
+from .huge_memory import copy_huge_pmd
+from .mm import Mm
+from .pagetable import HugePte, Pte
 from .results import Errno
 from .vma import Vma, anon_vma_alloc
 
@@ -82,8 +83,20 @@ def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
         if not vma_needs_copy(vma):
             continue
         parent.notify("protection_page", vma.start, vma.end, None)   # is_cow_mapping
+        # copy_pte_range allocates the child's table wherever the parent has one, even an
+        # empty one (checked on 6.18: the child then faults at PTE level there)
+        child.tables.update(idx for idx in parent.tables
+                            if idx << 9 < vma.end and (idx + 1) << 9 > vma.start)
+        huge_done = -1                                 # last vpn copied by a huge PMD
         for vpn in parent.vpns_in(vma.start, vma.end):
+            if vpn <= huge_done:
+                continue
             pte = parent.ptes[vpn]
+            if isinstance(pte, HugePte):               # copy_pmd_range: copy_huge_pmd
+                if copy_huge_pmd(parent, child, vpn >> 9):
+                    huge_done = vpn | (HPAGE_PMD_NR - 1)
+                    continue
+                pte = parent.ptes[vpn]                 # -EAGAIN: split, copy the PTEs
             if pte.swap is not None:                   # copy_nonpresent_pte: swap_duplicate
                 pte.swp_exclusive = False              # the entry is shared now
                 pte.swap.count += 1

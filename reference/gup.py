@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from .fault import handle_pte_fault
-from .folio import Folio, ZeroPage, folio_get, folio_put, folio_store
+from .folio import Folio, HugeZeroPage, Thp, ZeroPage, folio_get, folio_put, folio_store
 from .mm import Mm
-from .pagetable import Pte
+from .pagetable import HugePte, Pte
 from .results import Errno
 from .vma import Vma, pte_needs_soft_dirty_wp
 
-Page = Union[Folio, ZeroPage]
+Page = Union[Folio, ZeroPage, HugeZeroPage]
 
 PIN_MAX_PAGES = 1 << 18      # 1 GiB per pin, io_uring's limit per registered buffer
 
@@ -53,16 +53,26 @@ def check_vma_flags(vma: Vma, write: bool, force: bool) -> Optional[Errno]:
     return None
 
 
+def exclusivity_page(pte: Pte) -> Page:
+    """The page whose AnonExclusive decides for the entry: the head of a PMD-mapped
+    THP (follow_huge_pmd checks pmd_page() before adding the subpage offset)."""
+    if isinstance(pte, HugePte) and isinstance(pte.pmd.folio, Thp):
+        return pte.pmd.folio.head
+    return pte.page
+
+
 def can_follow_write_pte(pte: Pte, vma: Vma, force: bool) -> bool:
     """A write may use the entry: it is writable, or FOLL_FORCE in a private VMA
-    without VM_WRITE on an AnonExclusive anon page (COW already broken)."""
+    without VM_WRITE on an AnonExclusive anon page (COW already broken)
+    (can_follow_write_pte / can_follow_write_pmd)."""
     if pte.writable:
         return True
     if not force or vma.shared or vma.prot.write:
         return False
-    page = pte.page
+    page = exclusivity_page(pte)
     if not (isinstance(page, Folio) and page.anon and page.anon_exclusive):
         return False
+    # "... and a write-fault isn't required for other reasons": pte_needs_soft_dirty_wp
     return not pte_needs_soft_dirty_wp(vma, pte.soft_dirty)
 
 
@@ -77,24 +87,27 @@ def gup_must_unshare(vma: Vma, write: bool, pin: bool, longterm: bool, page: Pag
 
 
 def follow_page(mm: Mm, i: int, vpn: int, write: bool, force: bool, pin: bool,
-                longterm: bool) -> Union[Page, Errno]:
-    """follow_page_pte + faultin_page until the page can be grabbed (EFAULT on SIGBUS)."""
+                longterm: bool, split_pmd: bool = False) -> Union[Page, Errno]:
+    """follow_page_pte + faultin_page until the page can be grabbed (EFAULT on SIGBUS).
+    FOLL_SPLIT_PMD (split_pmd) splits a huge PMD it meets (follow_pmd_mask)."""
     vma = mm.vmas[i]
-    for _ in range(4):              # each fault makes the next follow succeed
+    for _ in range(5):              # each fault makes the next follow succeed
+        if split_pmd:
+            mm.split_huge_pmd(vpn >> 9)
         pte = mm.ptes.get(vpn)
         if pte is None or not pte.present or (write and not can_follow_write_pte(pte, vma, force)):
             if handle_pte_fault(mm, i, vpn, write) is not None:
                 return Errno.EFAULT           # VM_FAULT_SIGBUS -> -EFAULT
             continue
-        if not pte.writable and gup_must_unshare(vma, write, pin, longterm, pte.page):
+        if not pte.writable and gup_must_unshare(vma, write, pin, longterm, exclusivity_page(pte)):
             handle_pte_fault(mm, i, vpn, write=False, unshare=True)   # -EMLINK -> unshare
             continue
         return pte.page
-    raise AssertionError(f"GUP at {vpn:#x} did not settle after 4 faults")
+    raise AssertionError(f"GUP at {vpn:#x} did not settle after 5 faults")
 
 
 def get_user_page(mm: Mm, vpn: int, write: bool, force: bool, pin: bool,
-                  longterm: bool) -> Union[Page, Errno]:
+                  longterm: bool, split_pmd: bool = False) -> Union[Page, Errno]:
     """One iteration of __get_user_pages: VMA lookup, check_vma_flags, follow/fault."""
     i = mm.find_vma_index(vpn)
     if i is None:
@@ -102,7 +115,7 @@ def get_user_page(mm: Mm, vpn: int, write: bool, force: bool, pin: bool,
     err = check_vma_flags(mm.vmas[i], write, force)
     if err is not None:
         return err
-    return follow_page(mm, i, vpn, write, force, pin, longterm)
+    return follow_page(mm, i, vpn, write, force, pin, longterm, split_pmd)
 
 
 def unpin_page(page: Page) -> None:

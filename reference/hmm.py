@@ -45,7 +45,8 @@ def make_device_exclusive(mm: Mm, vpn: int, owner: str) -> Union[Folio, Errno]:
     earlier exclusive entry); only anon pages qualify (EOPNOTSUPP); the folio lock is
     taken (a `lock` held on it: EBUSY, where the kernel would wait); EXCLUSIVE
     invalidation with the owner; the PTE becomes a device-exclusive entry."""
-    page = get_user_page(mm, vpn, write=True, force=False, pin=False, longterm=False)
+    page = get_user_page(mm, vpn, write=True, force=False, pin=False, longterm=False,
+                         split_pmd=True)          # FOLL_SPLIT_PMD
     if isinstance(page, Errno):
         return page
     if not (isinstance(page, Folio) and page.anon):

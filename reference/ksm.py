@@ -25,12 +25,16 @@ from __future__ import annotations
 from .fault import handle_pte_fault
 from .folio import Folio
 from .mm import Mm
+from .folio import SubPage
 from .pagetable import Pte
 
 
 def _scannable(pte: Pte) -> bool:
+    """An anon order-0 page. Pages of THPs are never scanned (approximation: the kernel
+    splits the folio when it finds a match, try_to_merge_one_page)."""
     page = pte.page
-    return pte.present and isinstance(page, Folio) and page.anon and not page.ksm
+    return (pte.present and isinstance(page, Folio) and page.anon and not page.ksm
+            and not isinstance(page, SubPage))
 
 
 def write_protect_page(mm: Mm, vpn: int) -> bool:

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Union
 from . import ops as O
 from .api import InvariantError
 from .fault import handle_mm_fault
-from .folio import Folio, ZeroPage, folio_store
+from .folio import HPAGE_PMD_NR, Folio, HugeZeroPage, SubPage, Thp, ZeroPage, folio_store
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
 from .dirty import bits_text, clean_record_shared_mapping_range, wp_shared_mapping_range
@@ -26,11 +26,13 @@ from .madvise import do_madvise
 from .mm import Mm
 from .mmap import do_mmap, do_munmap, exit_mmap
 from .mprotect import do_mprotect
+from .pagetable import HugePte
 from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
 from .shmem import ShmemFile
 from .swap import SwapSlot
-from .state import (NONE_PAGE, ZERO_KEY, DeviceView, FrameView, ProcView, RawSnapshot,
-                    SlotView, SubView, VmaView, event_sort_key)
+from .state import (HZERO_KEY, NONE_PAGE, ZERO_KEY, DeviceView, FrameView, ProcView,
+                    RawSnapshot, SlotView, SubView, ThpView, VmaView, event_sort_key)
+from .sysfs import ThpSettings
 
 _Ret = Union[None, Errno]
 
@@ -39,10 +41,20 @@ def _status(err: _Ret) -> Result:
     return OK if err is None else errno(err)
 
 
+def _frame_key(page) -> object:
+    """The snapshot key of a page a pin or a mirror holds."""
+    if isinstance(page, ZeroPage):
+        return ZERO_KEY
+    if isinstance(page, HugeZeroPage):
+        return HZERO_KEY
+    return page
+
+
 class ReferenceMachine:
     """Plain-Python model of the issue-3 world; see the rule modules for the kernel rules."""
 
     def __init__(self) -> None:
+        self.thp = ThpSettings()             # shared by every mm (sysfs is global)
         self.notifiers = Notifiers()
         self.procs: dict[str, Mm] = {"p0": self._new_mm("p0")}
         self.devops = DeviceOps(self.notifiers, self.procs)
@@ -60,14 +72,15 @@ class ReferenceMachine:
             O.Mirror: self._mirror, O.Unmirror: self._unmirror, O.DevRead: self._dread,
             O.DevWrite: self._dwrite, O.DevExclusive: self._dexcl, O.DevAtomic: self._datomic,
             O.DevEvents: self._devents, O.Lock: self._lock, O.Unlock: self._unlock,
-            O.KsmScan: self._ksm_scan,
-            O.WpRange: self._wp_range, O.CleanRecord: self._clean_record,
-            O.ClearRefs: self._clear_refs,
+            O.KsmScan: self._ksm_scan, O.Set: self._set, O.Split: self._split,
+            O.WpRange: self._wp_range, O.CleanRecord: self._clean_record,   # mapping_dirty_helpers
+            O.ClearRefs: self._clear_refs,                                    # clear_refs_write
         }
 
     def _new_mm(self, pname: str) -> Mm:
         """An address space whose invalidations reach the interval notifiers."""
         mm = Mm(pname)
+        mm.thp = self.thp
         notifiers = self.notifiers
         mm.notify = lambda kind, start, end, owner: notifiers.invalidate(
             pname, kind, start, end, owner)
@@ -96,22 +109,24 @@ class ReferenceMachine:
                 named = v.file.name if v.file is not None else None
                 pv.vmas.append(VmaView(v.start, v.end, v.prot, v.shared, named,
                                        v.pgoff if named is not None else 0,
-                                       v.view_flags(), v.anon_vma is not None))
+                                       v.view_flags(), v.anon_vma is not None))   # + VM_SOFTDIRTY
             for vpn in sorted(mm.ptes):
-                page = mm.ptes[vpn].view()
+                pte = mm.ptes[vpn]
+                if isinstance(pte, HugePte) and vpn % HPAGE_PMD_NR:
+                    continue                       # a huge PMD is one entry, at its head
+                page = pte.view()
                 pv.pages[vpn] = page
                 self._note_frame(snap, page.frame)
             snap.procs[pname] = pv
         for hname, h in self.pins.items():
-            snap.pins[hname] = [ZERO_KEY if isinstance(p, ZeroPage) else p for p in h.pages]
+            snap.pins[hname] = [_frame_key(p) for p in h.pages]
             for p in h.pages:
                 self._note_frame(snap, p)
         for dname, dev in self.notifiers.devices.items():
             if not dev.mirror and not dev.events:
                 continue
             snap.devices[dname] = DeviceView(
-                {key: (ZERO_KEY if isinstance(p, ZeroPage) else p, perm)
-                 for key, (p, perm) in dev.mirror.items()},
+                {key: (_frame_key(p), perm) for key, (p, perm) in dev.mirror.items()},
                 sorted(dev.events, key=event_sort_key))
             for p, _ in dev.mirror.values():
                 self._note_frame(snap, p)
@@ -126,8 +141,18 @@ class ReferenceMachine:
 
     @classmethod
     def _note_frame(cls, snap: RawSnapshot, key) -> None:
-        """Record the view of a frame key (a folio) or a swap slot (and its cache folio)."""
-        if isinstance(key, Folio):
+        """Record the view of a frame key (a folio, a THP, a THP's page) or a swap slot
+        (and its cache folio)."""
+        if isinstance(key, SubPage):
+            thp = key.thp
+            snap.frames[key] = FrameView(key.mapcount, thp.pincount, key.value, thp.locked,
+                                         False, thp, key.idx)
+            cls._note_frame(snap, thp)
+        elif isinstance(key, Thp):
+            if key not in snap.folios:
+                snap.folios[key] = ThpView(key.entire, key.pincount, tuple(
+                    (p.idx, p.value) for p in key.pages if p.value), key.locked)
+        elif isinstance(key, Folio):
             snap.frames[key] = FrameView(key.mapcount, key.pincount, key.value, key.locked,
                                          key.ksm)
         elif isinstance(key, SwapSlot):
@@ -138,16 +163,22 @@ class ReferenceMachine:
         refs: dict[Folio, int] = {}
         maps: dict[Folio, int] = {}
         slot_refs: dict[SwapSlot, int] = {}
+        thps: dict[Thp, dict[str, int]] = {}     # per THP: its mappings per mm ("" = PMDs)
         for pname, mm in self.procs.items():
             # VMAs sorted, non-empty, non-overlapping
             for a, b in zip(mm.vmas, mm.vmas[1:]):
                 if not (a.start < a.end <= b.start):
                     raise InvariantError(f"{pname}: VMAs overlap or unsorted: "
                                          f"[{a.start:#x},{a.end:#x}) [{b.start:#x},{b.end:#x})")
+            inside = sum(len(mm.vpns_in(v.start, v.end)) for v in mm.vmas)
+            if inside != len(mm.ptes):
+                stray = next(v for v in mm.ptes if mm.find_vma(v) is None)
+                raise InvariantError(f"{pname}: entry at {stray:#x} outside every VMA")
             for vpn, pte in mm.ptes.items():
-                vma = mm.find_vma(vpn)
-                if vma is None:
-                    raise InvariantError(f"{pname}: entry at {vpn:#x} outside every VMA")
+                if isinstance(pte, HugePte):
+                    if vpn % HPAGE_PMD_NR == 0:
+                        self._check_huge_pmd(pname, mm, vpn, pte, thps)
+                    continue
                 if pte.swap is not None:
                     slot_refs[pte.swap] = slot_refs.get(pte.swap, 0) + 1
                     continue
@@ -164,6 +195,10 @@ class ReferenceMachine:
                 if page.ksm and page.anon_exclusive:
                     raise InvariantError(f"{pname}: KSM page marked exclusive at {vpn:#x}")
                 maps[page] = maps.get(page, 0) + 1
+                if isinstance(page, SubPage):
+                    per_mm = thps.setdefault(page.thp, {})
+                    per_mm[pname] = per_mm.get(pname, 0) + 1
+                    continue
                 refs[page] = refs.get(page, 0) + 1
         for f in self._all_files():
             for folio in f.pages.values():
@@ -185,9 +220,18 @@ class ReferenceMachine:
                     raise InvariantError(f"folio claims a swap slot that caches another: "
                                          f"{page!r}")
         pins: dict[Folio, int] = {}
+        thp_pins: dict[Thp, int] = {}
         for hname, h in self.pins.items():
             for page in h.pages:
-                if isinstance(page, Folio):
+                if isinstance(page, SubPage):
+                    thp_pins[page.thp] = thp_pins.get(page.thp, 0) + 1
+                    thps.setdefault(page.thp, {})
+                    # I3 for a THP page: exclusive while PTE-mapped, through the head while
+                    # PMD-mapped (only the head's flag is kept then); unmapped: nothing to check
+                    if (page.mapcount and not page.anon_exclusive) or (
+                            page.thp.entire and not page.thp.head.anon_exclusive):
+                        raise InvariantError(f"{hname}: pinned THP page not exclusive {page!r}")
+                elif isinstance(page, Folio):
                     pins[page] = pins.get(page, 0) + 1
                     refs.setdefault(page, 0)
                     # I3: a pinned anon page is AnonExclusive (gup_must_unshare, fork copies)
@@ -208,6 +252,50 @@ class ReferenceMachine:
             # refcount = PTE mappings + page cache + swap cache + pins
             if page.refcount != n + page.pincount:
                 raise InvariantError(f"refcount {page.refcount:#x} != {n:#x} refs: {page!r}")
+        for thp, per_mm in thps.items():
+            self._check_thp(thp, per_mm, thp_pins.get(thp, 0))
+
+    @staticmethod
+    def _check_huge_pmd(pname: str, mm: Mm, vpn: int, pte: HugePte,
+                        thps: dict[Thp, dict[str, int]]) -> None:
+        """A huge PMD: no PTE table beside it, inside one private anon VMA, read-only on
+        the huge zero folio, I1 through the head page; counted for _check_thp."""
+        vma = mm.find_vma(vpn)
+        if (vpn >> 9) in mm.tables:
+            raise InvariantError(f"{pname}: huge PMD and a PTE table at {vpn:#x}")
+        if vma is None or vma.end < vpn + HPAGE_PMD_NR or vma.shared or not vma.is_anon:
+            raise InvariantError(f"{pname}: huge PMD at {vpn:#x} not inside a private anon VMA")
+        pmd = pte.pmd
+        if not isinstance(pmd.folio, Thp):
+            if pmd.writable:
+                raise InvariantError(f"{pname}: huge zero PMD writable at {vpn:#x}")
+            return
+        if pmd.writable and not pmd.folio.head.anon_exclusive:
+            raise InvariantError(f"{pname}: writable PMD at {vpn:#x} maps a non-exclusive THP")
+        per_mm = thps.setdefault(pmd.folio, {})
+        per_mm[pname] = per_mm.get(pname, 0) + 1
+        per_mm[""] = per_mm.get("", 0) + 1
+
+    @staticmethod
+    def _check_thp(thp: Thp, per_mm: dict[str, int], pins: int) -> None:
+        """refcount = PMDs + PTEs + pins; entire = PMDs; the large mapcount agrees with
+        the mappings found."""
+        pmds = per_mm.get("", 0)
+        mappings = sum(n for mm, n in per_mm.items() if mm)
+        if thp.entire != pmds or thp.pincount != pins or thp.large_mapcount() != mappings:
+            raise InvariantError(f"THP counts: entire {thp.entire} pmds {pmds}, pin "
+                                 f"{thp.pincount} pins {pins}, mapcount "
+                                 f"{thp.large_mapcount()} mappings {mappings}: {thp!r}")
+        if thp.refcount != mappings + pins:
+            raise InvariantError(f"THP refcount {thp.refcount} != {mappings + pins}: {thp!r}")
+        # The MM-id slots may undercount (mappings added while no slot was free are not
+        # tracked), never overcount; a clear shared bit must be right: one mm maps it.
+        for slot in thp.mm_slots:
+            if slot is not None and slot[1] > per_mm.get(slot[0], 0):
+                raise InvariantError(f"THP mm slot {slot} > {per_mm.get(slot[0], 0)}: {thp!r}")
+        mms = [mm for mm, n in per_mm.items() if mm and n]
+        if not thp.shared and len(mms) > 1:
+            raise InvariantError(f"THP mapped by {mms} but not marked shared: {thp!r}")
 
     def _check_mirrors(self) -> None:
         """No stale device view: every device entry is watched by a live subscription and
@@ -451,6 +539,26 @@ class ReferenceMachine:
             return errno(Errno.EINVAL)
         folio.locked = False
         return OK
+
+    def _set(self, op: O.Set) -> Result:
+        """The sysfs knobs and the THP allocation outcome."""
+        k, v = op.key, op.value
+        if k is O.SetKey.THP:
+            self.thp.enabled = v
+        elif k is O.SetKey.THP_ZERO:
+            self.thp.use_zero_page = v == "1"
+        elif k is O.SetKey.THP_ALLOC:
+            self.thp.alloc_ok = v == "ok"
+        else:
+            self.thp.max_ptes_none = int(v, 0)
+        return OK
+
+    def _split(self, op: O.Split) -> Result:
+        """split_huge_pmd_address, forced: EFAULT without a VMA, EINVAL without a huge PMD."""
+        mm = self.procs[op.proc]
+        if mm.find_vma(op.vpn) is None:
+            return errno(Errno.EFAULT)
+        return OK if mm.split_huge_pmd(op.vpn >> 9) else errno(Errno.EINVAL)
 
     def _state(self, op: O.State) -> Result:
         pte = self.procs[op.proc].ptes.get(op.vpn)

@@ -10,9 +10,11 @@ private VMAs (ksm_madvise; shared ones are left alone), unmerging KSM pages firs
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from .fault import populate_fault
+from .folio import HPAGE_PMD_NR
+from .khugepaged import madvise_collapse
 from .ksm import break_ksm
 from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES, Advice
@@ -23,9 +25,10 @@ from .vmscan import pageout_range
 # Advice values this issue models; the rest return ENOSYS in both models.
 SUPPORTED = frozenset({Advice.DONTNEED, Advice.DONTFORK, Advice.DOFORK, Advice.WIPEONFORK,
                        Advice.KEEPONFORK, Advice.POPULATE_READ, Advice.POPULATE_WRITE,
-                       Advice.PAGEOUT, Advice.MERGEABLE, Advice.UNMERGEABLE})
+                       Advice.PAGEOUT, Advice.MERGEABLE, Advice.UNMERGEABLE,
+                       Advice.HUGEPAGE, Advice.NOHUGEPAGE, Advice.COLLAPSE})
 # Advice that only acts on the pages (no VMA flag changes: no split or merge).
-_PAGE_ONLY = frozenset({Advice.DONTNEED, Advice.PAGEOUT})
+_PAGE_ONLY = frozenset({Advice.DONTNEED, Advice.PAGEOUT, Advice.COLLAPSE})
 
 
 def madvise_populate(mm: Mm, start: int, end: int, write: bool) -> Optional[Errno]:
@@ -41,31 +44,60 @@ def madvise_populate(mm: Mm, start: int, end: int, write: bool) -> Optional[Errn
     return None
 
 
-def _vma_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> Optional[Errno]:
-    """madvise_vma_behavior for the part [start, end) of one VMA (already split there)."""
+def _page_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> None:
+    """The advices that act on the pages of [start, end) of one VMA (no VMA change)."""
     if advice is Advice.DONTNEED:
         mm.notify("clear", start, end, None)           # zap_page_range_single
         mm.zap_range(start, end)                       # madvise_dontneed_single_vma
-    elif advice is Advice.DONTFORK:
-        vma.dontfork = True                            # VM_DONTCOPY
-    elif advice is Advice.DOFORK:
-        vma.dontfork = False
-    elif advice is Advice.WIPEONFORK:
-        if vma.file is not None or vma.shared:
-            return Errno.EINVAL                        # private anonymous memory only
-        vma.wipeonfork = True
-    elif advice is Advice.KEEPONFORK:
-        vma.wipeonfork = False
+        if end - start >= HPAGE_PMD_NR:                # reclaim_pt_is_enabled (PT_RECLAIM):
+            mm.free_tables(start, end, lambda idx: False)  # try_to_free_pte: empty tables go
     elif advice is Advice.PAGEOUT:
         pageout_range(mm, start, end)                  # madvise_pageout
-    elif advice is Advice.MERGEABLE:
-        if not vma.shared:                             # vma_ksm_compatible
-            vma.mergeable = True
-    elif advice is Advice.UNMERGEABLE:
-        if vma.mergeable:                              # else: the advice is ignored
-            break_ksm(mm, start, end)
-            vma.mergeable = False
-    return None
+
+
+def _flag_update(vma: Vma, advice: Advice) -> Union[dict, Errno]:
+    """madvise_vma_behavior's new vm_flags for a flag advice, as attribute values, or the
+    errno it returns before touching the VMA."""
+    if advice is Advice.DONTFORK:
+        return {"dontfork": True}                      # VM_DONTCOPY
+    if advice is Advice.DOFORK:
+        return {"dontfork": False}
+    if advice is Advice.WIPEONFORK:
+        if vma.file is not None or vma.shared:
+            return Errno.EINVAL                        # private anonymous memory only
+        return {"wipeonfork": True}
+    if advice is Advice.KEEPONFORK:
+        return {"wipeonfork": False}
+    if advice is Advice.MERGEABLE:
+        return {} if vma.shared else {"mergeable": True}   # vma_ksm_compatible
+    if advice is Advice.UNMERGEABLE:
+        return {"mergeable": False}
+    if advice is Advice.HUGEPAGE:                      # hugepage_madvise
+        return {"hugepage": True, "nohugepage": False}
+    assert advice is Advice.NOHUGEPAGE
+    return {"hugepage": False, "nohugepage": True}
+
+
+def _flag_behavior(mm: Mm, vma: Vma, start: int, end: int,
+                   advice: Advice) -> Union[bool, Errno]:
+    """A flag advice on [start, end) of one VMA: madvise_update_vma splits the VMA (and a
+    huge PMD there) only when the flags really change (new_flags == vm_flags -> 0).
+    Return: whether the VMA changed, or the errno."""
+    update = _flag_update(vma, advice)
+    if isinstance(update, Errno):
+        return update
+    changes = {k: v for k, v in update.items() if getattr(vma, k) != v}
+    if not changes:
+        return False
+    if advice is Advice.UNMERGEABLE:
+        break_ksm(mm, start, end)                      # unmerge_ksm_pages first
+    mm.split_at(start)                                 # vma_modify_flags -> __split_vma
+    mm.split_at(end)
+    piece = mm.find_vma(start)
+    assert piece is not None and (piece.start, piece.end) == (start, end)
+    for k, v in changes.items():
+        setattr(piece, k, v)
+    return True
 
 
 def do_madvise(mm: Mm, vpn: int, npages: int, advice: Advice) -> Optional[Errno]:
@@ -80,23 +112,29 @@ def do_madvise(mm: Mm, vpn: int, npages: int, advice: Advice) -> Optional[Errno]
     # Past TASK_SIZE is a hole like any other (ENOMEM after the walk).
     if advice in (Advice.POPULATE_READ, Advice.POPULATE_WRITE):
         return madvise_populate(mm, vpn, end, advice is Advice.POPULATE_WRITE)
+    if advice is Advice.COLLAPSE:
+        return madvise_collapse(mm, vpn, end)
     changes_flags = advice not in _PAGE_ONLY
-    if changes_flags:
-        mm.split_at(vpn)
-        mm.split_at(end)
     err: Optional[Errno] = None
     cursor = vpn
+    changed: list[tuple[int, int]] = []
     for vma in mm.vmas_in(vpn, end):
         if vma.start > cursor:
             err = Errno.ENOMEM                         # unmapped_error, walk goes on
-        e = _vma_behavior(mm, vma, max(vma.start, vpn), min(vma.end, end), advice)
-        if e is not None:
-            err = e
-            break
+        a, b = max(vma.start, vpn), min(vma.end, end)
         cursor = vma.end
+        if changes_flags:
+            e = _flag_behavior(mm, vma, a, b, advice)
+            if isinstance(e, Errno):
+                err = e
+                break
+            if e:
+                changed.append((a, b))
+        else:
+            _page_behavior(mm, vma, a, b, advice)
     else:
         if cursor < end:
             err = Errno.ENOMEM
-    if changes_flags:
-        mm.vmas = merge_range(mm.vmas, vpn, end)
+    for a, b in changed:                               # vma_modify merges what it changed
+        mm.vmas = merge_range(mm.vmas, a, b)
     return err

@@ -52,6 +52,9 @@ def do_munmap_range(mm: Mm, start: int, end: int) -> None:
         else:
             kept.append(v)
     mm.vmas = kept
+    # free_pgtables: a block's PTE table goes once no VMA overlaps the block
+    mm.free_tables(start, end, lambda idx: any(
+        True for _ in mm.vmas_in(idx << 9, (idx + 1) << 9)))
 
 
 def exit_mmap(mm: Mm) -> None:
@@ -64,6 +67,7 @@ def exit_mmap(mm: Mm) -> None:
         if v.file is not None and v.file.name is None:
             mm.dropped_objects.append(v.file)
     mm.vmas = []
+    mm.tables.clear()
 
 
 def do_munmap(mm: Mm, vpn: int, npages: int) -> Optional[Errno]:

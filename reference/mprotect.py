@@ -8,24 +8,26 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .folio import Folio
+from .folio import HPAGE_PMD_NR, Folio
+from .huge_memory import change_huge_pmd
 from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES, Prot
-from .pagetable import Pte
+from .pagetable import HugePte, Pte
 from .results import Errno
 from .vma import Vma, merge_range, pte_needs_soft_dirty_wp, vma_wants_writenotify
 
 
 def can_change_pte_writable(vma: Vma, pte: Pte) -> bool:
     """Private: only an AnonExclusive anon page may become writable without a fault.
-    Shared: only a dirty PTE (soft-dirty tracking is off: no clear_refs yet)."""
+    Shared: only a dirty PTE. Either way not while soft-dirty tracking wants a write
+    fault (pte_needs_soft_dirty_wp: VM_SOFTDIRTY cleared and the PTE not soft-dirty)."""
     if pte_needs_soft_dirty_wp(vma, pte.soft_dirty):
-        return False
+        return False                      # can_change_pte_writable: softdirty tracking
     if not vma.shared:
         page = pte.page
         return isinstance(page, Folio) and page.anon and page.anon_exclusive
-    # Shared: only a PTE already dirty. Not reached yet: shmem has no write-notify, so
-    # change_pte_range already made it writable; reached with dirty tracking (issue 5).
+    # Shared: only a PTE already dirty. Reached only under write-notify (soft-dirty
+    # tracking: vma_wants_manual_pte_write_upgrade); else vm_page_prot has the write bit.
     return pte.dirty
 
 
@@ -57,8 +59,13 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
     """
     for vpn in mm.vpns_in(vma.start, vma.end):
         pte = mm.ptes[vpn]
+        if isinstance(pte, HugePte):
+            if vpn % HPAGE_PMD_NR == 0:
+                change_huge_pmd(mm, vma, vpn >> 9)   # the VMA holds the whole block
+            continue
         if not pte.present:
             continue                      # swap / device-exclusive (6.15+) entries stay
+        # vm_page_prot: write bit only for shared rw without write-notify (vma_set_page_prot)
         pte.writable = vma.shared and vma.prot.write and not vma_wants_writenotify(vma)
         if not pte.writable and vma.prot.write and can_change_pte_writable(vma, pte):
             pte.writable = True
@@ -74,21 +81,25 @@ def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:
     # Past TASK_SIZE is no special case: it is a hole like any other.
     if mm.find_vma(vpn) is None:
         return Errno.ENOMEM
-    mm.split_at(vpn)
-    mm.split_at(end)
     err = None
     cursor = vpn
     for vma in list(mm.vmas):
         if vma.end <= vpn or vma.start >= end:
             continue
-        if vma.start != cursor:
+        if vma.start > cursor:
             err = Errno.ENOMEM            # a hole: stop, earlier pieces stay changed
             break
-        if vma.prot != prot:              # mprotect_fixup: newflags == oldflags -> nothing
-            notify_protection(mm, vma.start, vma.end)
-            vma.prot = prot
-            change_pte_range(mm, vma)
         cursor = vma.end
+        if vma.prot == prot:
+            continue                      # mprotect_fixup: newflags == oldflags -> no split
+        a, b = max(vma.start, vpn), min(vma.end, end)
+        mm.split_at(a)                    # vma_modify_flags: __split_vma (THP: vma_adjust_trans_huge)
+        mm.split_at(b)
+        piece = mm.find_vma(a)
+        assert piece is not None and (piece.start, piece.end) == (a, b)
+        notify_protection(mm, a, b)
+        piece.prot = prot
+        change_pte_range(mm, piece)
     if err is None and cursor < end:
         err = Errno.ENOMEM
     mm.vmas = merge_range(mm.vmas, vpn, end)

@@ -1,7 +1,10 @@
 """Page-table entries of the reference: one dict vpn -> Pte per process.
 
-The reference has no radix levels: every entry is a PTE-level leaf (THP arrives
-with issue 5). A Pte maps a page (a Folio or the ZERO_PAGE) with the bits the
+The reference has no radix levels. A huge PMD (a THP or the huge zero folio) is a
+Pmd leaf; each of its 512 vpns holds a HugePte that forwards the entry bits to that
+one leaf, so reads of any vpn see the PMD (callers must split or use the huge paths
+before changing it). Which PMD blocks have a PTE table is tracked per mm (Mm.tables).
+A Pte maps a page (a Folio or the ZERO_PAGE) with the bits the
 differ compares. PROT_NONE entries stay present (pte_protnone) and are simply
 not writable; the VMA check refuses every access to them.
 A device-exclusive entry (make_device_exclusive) is a non-present Pte with
@@ -15,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from .folio import ZERO_PAGE, Folio, ZeroPage
-from .state import EntryKind, Level, PageView, ZERO_KEY
+from .folio import HUGE_ZERO_PAGE, ZERO_PAGE, Folio, HugeZeroPage, Thp, ZeroPage
+from .state import EntryKind, HZERO_KEY, Level, PageView, ZERO_KEY
 
 
 @dataclass
@@ -56,3 +59,55 @@ class Pte:
             kind = EntryKind.DEVEXCL
         return PageView(kind, Level.PTE, self.writable, self.dirty, self.soft_dirty,
                         page.anon and page.anon_exclusive, page)
+
+
+@dataclass(eq=False)
+class Pmd:
+    """A huge PMD leaf: a THP (anon) or the huge zero folio, with its entry bits."""
+
+    folio: Union[Thp, HugeZeroPage]
+    writable: bool = False
+    dirty: bool = False
+    soft_dirty: bool = False
+
+    @property
+    def is_zero(self) -> bool:
+        return self.folio is HUGE_ZERO_PAGE
+
+    def mkdirty(self) -> None:
+        """pmd_mkdirty: sets soft-dirty too on x86."""
+        self.dirty = True
+        self.soft_dirty = True
+
+    def view(self) -> PageView:
+        if isinstance(self.folio, HugeZeroPage):
+            return PageView(EntryKind.HZERO, Level.PMD, False, False, self.soft_dirty,
+                            False, HZERO_KEY)
+        return PageView(EntryKind.ANON, Level.PMD, self.writable, self.dirty,
+                        self.soft_dirty, self.folio.head.anon_exclusive, self.folio)
+
+
+class HugePte(Pte):
+    """One vpn of a huge PMD: page = its subpage (or the huge zero page), bits = the Pmd's."""
+
+    def __init__(self, pmd: Pmd, page: Union[Folio, HugeZeroPage]) -> None:
+        self.pmd = pmd
+        self.page = page            # type: ignore[assignment]
+        self.devexcl = False
+        self.swap = None
+        self.swp_exclusive = False
+
+    writable = property(lambda s: s.pmd.writable, lambda s, v: setattr(s.pmd, "writable", v))
+    dirty = property(lambda s: s.pmd.dirty, lambda s, v: setattr(s.pmd, "dirty", v))
+    soft_dirty = property(lambda s: s.pmd.soft_dirty,
+                          lambda s, v: setattr(s.pmd, "soft_dirty", v))
+
+    def mkdirty(self) -> None:
+        self.pmd.mkdirty()
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def view(self) -> PageView:
+        return self.pmd.view()

@@ -20,14 +20,11 @@ Rules (kernel functions in brackets):
 """
 from __future__ import annotations
 
-from .folio import Folio
+from .folio import HPAGE_PMD_NR, Folio
 from .mm import Mm
 from .ops import ADDR_LIMIT_PAGES
-from .pagetable import Pte
-HugePte = ()  # clone stub: no THP at HEAD
+from .pagetable import HugePte, Pte
 from .vma import Vma
-
-HPAGE_PMD_NR = 512
 
 
 def pte_is_pinned(mm: Mm, vma: Vma, pte: Pte) -> bool:

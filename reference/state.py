@@ -54,16 +54,28 @@ class PageView:
 
     def describe(self) -> str:
         """The `state` probe's text: e.g. ``anon pte rw dirty excl`` or ``pfn pmd r``."""
-        if self.kind is EntryKind.NONE:
-            return "none"
-        words = [self.kind.value, self.level.value, "rw" if self.writable else "r"]
-        if self.dirty:
-            words.append("dirty")
-        if self.soft_dirty:
-            words.append("softdirty")
-        if self.excl:
-            words.append("excl")
-        return " ".join(words)
+        key = (self.kind, self.level, self.writable, self.dirty, self.soft_dirty, self.excl)
+        text = _DESCRIBED.get(key)
+        if text is None:
+            text = _DESCRIBED[key] = _describe(*key)
+        return text
+
+
+def _describe(kind: EntryKind, level: Level, writable: bool, dirty: bool, soft_dirty: bool,
+              excl: bool) -> str:
+    if kind is EntryKind.NONE:
+        return "none"
+    words = [kind.value, level.value, "rw" if writable else "r"]
+    if dirty:
+        words.append("dirty")
+    if soft_dirty:
+        words.append("softdirty")
+    if excl:
+        words.append("excl")
+    return " ".join(words)
+
+
+_DESCRIBED: dict[tuple, str] = {}   # a few dozen distinct entry descriptions: memoized
 
 
 NONE_PAGE = PageView(EntryKind.NONE, Level.PTE, False, False, False, False, None)

@@ -46,8 +46,12 @@ class Vma:
     dontfork: bool = False         # VM_DONTCOPY (MADV_DONTFORK)
     wipeonfork: bool = False       # VM_WIPEONFORK
     mergeable: bool = False        # VM_MERGEABLE (MADV_MERGEABLE: KSM may scan it)
+    hugepage: bool = False         # VM_HUGEPAGE (MADV_HUGEPAGE)
+    nohugepage: bool = False       # VM_NOHUGEPAGE (MADV_NOHUGEPAGE)
     anon_vma: Optional[int] = None
     anon_vma_forked: bool = False  # anon_vma_chain not singular (anon_vma_fork)
+    # VM_SOFTDIRTY: set on every new mapping (__mmap_complete), copied by fork (dup_mmap)
+    # and __split_vma (both copy vm_flags), cleared by clear_refs (softdirty.py)
     softdirty: bool = True
 
     @property
@@ -63,16 +67,21 @@ class Vma:
         return self.pgoff + (vpn - self.start)
 
     def madvise_flags(self) -> tuple[str, ...]:
-        return tuple(w for w, on in (("dontfork", self.dontfork), ("mergeable", self.mergeable),
+        return tuple(w for w, on in (("dontfork", self.dontfork), ("hugepage", self.hugepage),
+                                     ("mergeable", self.mergeable),
+                                     ("nohugepage", self.nohugepage),
                                      ("wipeonfork", self.wipeonfork)) if on)
 
     def view_flags(self) -> tuple[str, ...]:
+        """The flag words of the canonical VMA view: madvise state plus `softdirty`
+        (VM_SOFTDIRTY), sorted."""
         return tuple(sorted(self.madvise_flags() + (("softdirty",) if self.softdirty else ())))
 
     def same_flags(self, other: "Vma") -> bool:
         """The vm_flags besides the access bits agree (madvise state)."""
         return (self.dontfork == other.dontfork and self.wipeonfork == other.wipeonfork
-                and self.mergeable == other.mergeable)
+                and self.mergeable == other.mergeable and self.hugepage == other.hugepage
+                and self.nohugepage == other.nohugepage)
 
     def split(self, at: int) -> tuple["Vma", "Vma"]:
         """__split_vma: two VMAs with the same attributes (and anon_vma)."""
@@ -83,14 +92,24 @@ class Vma:
 
 
 def vma_soft_dirty_enabled(vma: Vma) -> bool:
+    """vma_soft_dirty_enabled (include/linux/mm.h): tracking is on once clear_refs
+    cleared VM_SOFTDIRTY (CONFIG_MEM_SOFT_DIRTY modelled on)."""
     return not vma.softdirty
 
 
 def pte_needs_soft_dirty_wp(vma: Vma, soft_dirty: bool) -> bool:
+    """pte_needs_soft_dirty_wp (mm/internal.h): tracking is on and the entry is not
+    soft-dirty, so a write must fault first to set the bit."""
     return vma_soft_dirty_enabled(vma) and not soft_dirty
 
 
 def vma_wants_writenotify(vma: Vma) -> bool:
+    """vma_wants_writenotify (mm/mmap.c) for our shmem mappings: only a shared writable
+    VMA; shmem_vm_ops has no page_mkwrite and shmem cannot write back
+    (vma_fs_can_writeback false), so only soft-dirty tracking asks for write faults.
+    vma_set_page_prot then drops the write bit from vm_page_prot. (The model derives
+    vm_page_prot from the flags at each use; the kernel recomputes it at mmap,
+    mprotect and clear_refs, which is the same for every op we have.)"""
     return vma.shared and vma.prot.write and vma_soft_dirty_enabled(vma)
 
 
@@ -117,6 +136,9 @@ def merge_range(vmas: list[Vma], start: int, end: int) -> list[Vma]:
     for v in vmas:
         a = out[-1] if out else None
         if a is not None and start <= a.end <= end and can_merge(a, v):
+            # is_mergeable_vma ignores VM_SOFTDIRTY; the merged VMA keeps it if either had
+            # it (__mmap_complete sets it on an expanded VMA; "mm: propagate VM_SOFTDIRTY
+            # on merge" for vma_merge_existing_range)
             out[-1] = replace(a, end=v.end, anon_vma=a.anon_vma if a.anon_vma is not None else v.anon_vma,
                               anon_vma_forked=a.anon_vma_forked or v.anon_vma_forked,
                               softdirty=a.softdirty or v.softdirty)

@@ -13,9 +13,9 @@ just dropped (the file page becomes a hole again); its entry becomes none.
 """
 from __future__ import annotations
 
-from .folio import Folio, folio_put
+from .folio import HPAGE_PMD_NR, Folio, SubPage, Thp, folio_put
 from .mm import Mm
-from .pagetable import Pte
+from .pagetable import HugePte, Pte
 from .shmem import ShmemFile
 from .swap import SwapSlot
 
@@ -27,12 +27,43 @@ def reclaimable(folio: Folio) -> bool:
             and not folio.ksm and folio.refcount == 1 + extra)
 
 
+def pageout_huge_pmd(mm: Mm, idx: int) -> None:
+    """A PMD-mapped THP mapped only here, unpinned, unlocked, with no other reference
+    goes out whole (shrink_folio_list: TTU_SPLIT_HUGE_PMD, one CLEAR over the block):
+    every page becomes its own swap entry (live 6.18: all 512 swapped, swap-in brings
+    back order-0 pages). The huge zero folio is never reclaimed."""
+    pmd = mm.huge_pmd(idx)
+    assert pmd is not None
+    thp = pmd.folio
+    if not isinstance(thp, Thp) or thp.large_mapcount() != 1 or thp.pincount or thp.locked \
+            or thp.refcount != 1:
+        return
+    base = idx << 9
+    mm.notify("clear", base, base + HPAGE_PMD_NR, None)
+    exclusive, soft_dirty = thp.head.anon_exclusive, pmd.soft_dirty
+    mm.zap_pmd(idx)
+    for i, page in enumerate(thp.pages):
+        slot = SwapSlot(page.value)
+        slot.count += 1
+        mm.set_swap_pte(base + i, Pte(None, soft_dirty=soft_dirty, swap=slot,
+                                      swp_exclusive=exclusive))
+
+
 def pageout_range(mm: Mm, start: int, end: int) -> None:
-    """Reclaim every eligible page mapped in [start, end) of one VMA, in vpn order."""
+    """Reclaim every eligible page mapped in [start, end) of one VMA, in vpn order.
+    Approximation: a huge PMD partly in the range and the PTE-mapped pages of a THP
+    are skipped (the kernel tries split_folio first)."""
     for vpn in mm.vpns_in(start, end):
-        pte = mm.ptes[vpn]
+        pte = mm.ptes.get(vpn)
+        if pte is None:
+            continue                                     # a THP above went out whole
+        if isinstance(pte, HugePte):
+            if vpn % HPAGE_PMD_NR == 0 and vpn + HPAGE_PMD_NR <= end:
+                pageout_huge_pmd(mm, vpn >> 9)
+            continue
         folio = pte.page
-        if not pte.present or not isinstance(folio, Folio) or not reclaimable(folio):
+        if not pte.present or not isinstance(folio, Folio) or isinstance(folio, SubPage) \
+                or not reclaimable(folio):
             continue
         mm.notify("clear", vpn, vpn + 1, None)          # try_to_unmap_one
         if folio.anon:

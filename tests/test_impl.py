@@ -270,7 +270,7 @@ madvise p0 0x100 3 dontneed -> ENOMEM
 read p0 0x100 -> 0
 read p0 0x102 -> 0
 madvise p0 0x500 0 dontneed -> ok
-madvise p0 0x500 1 hugepage -> ENOSYS
+madvise p0 0x500 1 hugepage -> ENOMEM
 madvise p0 0x500 1 dontneed -> ENOMEM
 madvise p0 0xfffffffffffff 2 dontneed -> EINVAL
 """)
@@ -306,7 +306,7 @@ madvise p0 0x101 1 dofork -> ok
     assert [(v.start, v.end) for v in m.snapshot().procs["p1"].vmas] == [(0x100, 0x101)]
     # dofork cleared the flag: the parent's two pieces merged back
     assert [(v.start, v.end, v.flags) for v in m.snapshot().procs["p0"].vmas] == [
-        (0x100, 0x102, ("softdirty",))]
+        (0x100, 0x102, ("softdirty",))]   # VM_SOFTDIRTY of a new mapping
 
 
 def test_madvise_populate_errnos_and_effects() -> None:
@@ -1017,7 +1017,7 @@ same p0 0x100 p1 0x100 -> ESRCH
 
 
 @pytest.mark.parametrize("op", [
-    O.Split("p0", 0x100), O.Set(O.SetKey.THP, "always"),
+    O.File("f0", 512, devmem=True), O.VmInit("v0"),
 ])
 def test_ops_without_model_rules_are_enosys(impl, op) -> None:
     assert impl.execute(op) == ENOSYS
