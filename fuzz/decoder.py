@@ -58,21 +58,38 @@ resources; here the resources are a small model of what the program created so f
   process, and a page of that overlap (writable VMAs for dwrite, private writable
   ones for dexcl/datomic), or an earlier grant; one byte value in 16 per slot
   leaves that (EINVAL, EFAULT paths). ``lock`` aims at granted, paged-out or
-  recently written pages, ``unlock`` at recent locks. Grants, locks and pageout
-  ranges become *hot*: one VPN choice in 16 of every access is a hot page still
-  mapped there, and fork's process is the newest hot one for a quarter of its
-  bytes, so CPU faults, fork, mprotect, munmap and pins meet device-exclusive and
-  swap entries.
+  recently written pages, ``unlock`` at recent locks. Grants, locks, pageout
+  ranges and pages a device read or wrote become *hot*: one VPN choice in 16 of
+  every access is a hot page still mapped there, and fork's process is the newest
+  hot one for a quarter of its bytes, so CPU faults, fork, mprotect, munmap and pins
+  meet device-exclusive, mirrored and swap entries.
 - Swap and KSM: madvise draws its advice first; pageout, mergeable and unmergeable
   then aim at recently written pages (mergeable also at the whole process), and
   mergeable ranges are kept for one VPN choice in 16. Values written inside a
   tracked mergeable VMA come from a 2-4 value alphabet (elsewhere half the time),
   so ksm_scan finds equal pages; writes then COW the KSM pages.
+- THP and dirty tracking (issue 5, spec/cow-thp.md): a quarter of mmap VPNs are fresh
+  512-aligned areas, where mmap's length is mostly whole blocks (512, 1024 pages) and
+  its flags mostly private anon (MMAP_NPAGES, PROTFLAGS); within _FRESH_OPS ops such a
+  block is madvised hugepage (_needs turns a read or write into that madvise while
+  `set thp madvise` holds), and madvise's advice table has hugepage, nohugepage and
+  collapse, aimed at such VMAs (collapse at the block of a recent write). _vpn mode 6
+  aims every access (read, write, munmap, mprotect, dontneed, pin, poke, fork's
+  faults) at a block's first page, last page, or a single page inside (a range op
+  there cuts the block: split), preferring recently written blocks that fault in
+  a THP (t.thps) and VMAs where faults would now make one; ``split`` aims at those
+  pages and their processes. ``set`` is mostly thp (always half the time) and
+  thp_zero, rarely thp_alloc (a ``fail`` is ended a few ops later: _needs turns a
+  read or write into ``set thp_alloc ok``) or max_ptes_none. ``clean_record`` and
+  ``wp_range`` aim at files and pgoffs of shared file mappings, first at pages a
+  CPU write dirtied (t.dirtied); with nothing dirtied, _needs turns them into a
+  write through a writable shared file mapping, or into an mmap creating one.
 - The tracker is approximate (no faults, no merges, optimistic about errors): it
   only steers choices, it never decides validity; names follow the parser's rules.
-  It keeps each VMA's prot/shared/mergeable bits and file offset (mmap, mprotect,
-  munmap, madvise) and predicts which pins and mirrors succeed, because the models
-  name successful pins and subscriptions only.
+  It keeps each VMA's prot/shared/mergeable/hugepage/nohugepage bits and file
+  offset (mmap, mprotect, munmap, madvise) and the `set thp` / `thp_alloc`
+  settings, and predicts which pins and mirrors succeed, because the models name
+  successful pins and subscriptions only.
 
 Locality: records are fixed width and choices are relative to creation indexes
 that later ops do not renumber, so flipping one byte changes one op's arguments
@@ -103,20 +120,32 @@ POPULATE_MAX = 2 * HPAGE_PMD_NR
 _MAX_REGIONS = 24        # tracked VMAs per process (creation-indexed, with tombstones)
 
 # Selector weights (sum 256). The issue-3 scope (rules.md) gets most of the mass (70%);
-# pins and poke (issue 6) 11% (a pin every ~28 ops, pread/pwrite/unpin on its handles,
+# pins and poke (issue 6) 11% (a pin every ~32 ops, pread/pwrite/unpin on its handles,
 # poke; a pin access with no live pin becomes a pin, _needs); the device ops (issue 6:
-# mirrors, device reads/writes, exclusive grants, atomics, events, folio locks) 13%
+# mirrors, device reads/writes, exclusive grants, atomics, events, folio locks) 11%
 # and ksm_scan 1.2% (madvise pageout/mergeable/unmergeable come through Madvise's
-# advice table, _ADVICES); every other kind keeps one entry so it stays reachable
-# when the models grow.
+# advice table, _ADVICES); issue 5's THP and dirty-tracking ops 3.9% (5 entries more
+# than before issue 5: 1 from pin, 1 each from mirror, dread, dwrite and dexcl, which
+# keeps the issue-3 ops at 180 entries): split 3 entries
+# (aimed at pages of 512-aligned blocks, SPLIT_VPN), set 2 (thp, thp_zero, rarely
+# thp_alloc / max_ptes_none; a thp_alloc fail is ended by a `set thp_alloc ok` that
+# _needs substitutes for a later read or write), clear_refs 2, clean_record 2,
+# wp_range 1 (aimed at files a shared mapping maps, DFILE/DPGOFF/DSPAN); madvise
+# hugepage/nohugepage/collapse come through Madvise (23 entries, 3 more than before
+# issue 5, taken from read, state and same: 5 THP advices in 32, and hugepage for
+# the bytes from 0xc0 while a fresh THP-capable VMA is not madvised yet); the
+# 512-aligned private anon mappings through mmap's slots (_vpn_mmap, MMAP_NPAGES,
+# PROTFLAGS) and block-aimed accesses through _vpn mode 6. Every other kind keeps
+# one entry so it stays reachable when the models grow.
 OP_WEIGHTS: dict[type, int] = {
-    O.Mmap: 28, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 20, O.Read: 26, O.Write: 32,
-    O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 8,
-    O.Same: 6,
-    O.Pin: 9, O.PinRead: 5, O.PinWrite: 5, O.Unpin: 4, O.Poke: 6,
-    O.Mirror: 6, O.Unmirror: 2, O.DevRead: 5, O.DevWrite: 5, O.DevExclusive: 5,
+    O.Mmap: 28, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 23, O.Read: 25, O.Write: 32,
+    O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 7,
+    O.Same: 5,
+    O.Pin: 8, O.PinRead: 5, O.PinWrite: 5, O.Unpin: 4, O.Poke: 6,
+    O.Mirror: 5, O.Unmirror: 2, O.DevRead: 4, O.DevWrite: 4, O.DevExclusive: 4,
     O.DevAtomic: 3, O.DevEvents: 2, O.Lock: 2, O.Unlock: 2,
     O.KsmScan: 3,
+    O.Split: 3, O.Set: 2, O.ClearRefs: 2, O.CleanRecord: 2, O.WpRange: 1,
 }
 for _cls in O.ALL_OPS:
     OP_WEIGHTS.setdefault(_cls, 1)
@@ -141,7 +170,8 @@ class _Track:
     __slots__ = ("next_proc", "regions", "top", "next_pin", "pin_ok", "pins", "wpins",
                  "pinned", "next_sub", "sub_ok", "subs", "hot", "hot_proc", "locked",
                  "merging", "merged", "written",
-                 "files", "file_pages", "vms", "vm_range")
+                 "files", "file_pages", "vms", "vm_range",
+                 "thp", "alloc_fail", "fail_at", "nops", "dirtied", "fresh", "thps")
 
     def __init__(self) -> None:
         self.next_proc = 1                          # p0 exists at start
@@ -170,6 +200,17 @@ class _Track:
         self.file_pages: dict[str, int] = {}        # name -> size in pages (tracked)
         self.vms: list[str] = []
         self.vm_range: dict[str, tuple[int, int]] = {}   # name -> (start, npages)
+        self.thp = "madvise"                        # `set thp` (the models' default)
+        self.alloc_fail = False                     # `set thp_alloc fail` in effect
+        self.fail_at = 0                            # nops when it was set
+        self.nops = 0                               # ops decoded so far
+        self.dirtied: list[tuple[str, int]] = []    # (file, pgoff) of the last _WRITTEN
+                                                    # CPU writes through shared file maps
+        # (proc, vpn, npages, nops) of the newest whole-block private anon mmap
+        self.fresh: Optional[tuple[str, int, int, int]] = None
+        # (proc, haddr) of the blocks of the last _WRITTEN CPU writes that would fault
+        # in a THP (a whole block of a private anon VMA, hugepage or `set thp always`)
+        self.thps: list[tuple[str, int]] = []
 
 
 def _names(prefix: str) -> tuple[str, ...]:
@@ -212,6 +253,8 @@ _W = 1         # VM_WRITE (prot rw)
 _S = 2         # VM_SHARED (MAP_SHARED, anon or file)
 _NONE = 4      # PROT_NONE
 _M = 8         # VM_MERGEABLE (madvise mergeable on a private VMA: ksm_scan merges there)
+_H = 16        # VM_HUGEPAGE (madvise hugepage)
+_NH = 32       # VM_NOHUGEPAGE (madvise nohugepage)
 _RW, _PNONE = O.Prot.RW, O.Prot.NONE
 
 
@@ -450,17 +493,18 @@ def _vma_of(t: _Track, proc: str, k: int) -> tuple:
 
 
 def _vpn_mmap(proc_field: str) -> _Slot:
-    """Where to mmap: fresh areas (small or 2 MiB-aligned), 0 (the model picks), over or
-    next to a tracked VMA (MAP_FIXED replace, merges), or out of range."""
+    """Where to mmap: fresh areas (small, or 2 MiB-aligned for 4 modes in 16: mmap's
+    length and flags then favour whole private anon THP blocks), 0 (the model picks),
+    over or next to a tracked VMA (MAP_FIXED replace, merges), or out of range."""
 
     def dec(t, v, b, x):
         if b == ESC:
             return x & U64_MASK
         mode, j = b >> 4, b & 15
-        if mode < 3:
+        if mode < 2:
             return 0x100 + 0x10 * (j + 16 * mode)  # a fresh small area
-        if mode < 6:
-            return HPAGE_PMD_NR * (1 + j + 16 * (mode - 3))   # a fresh 2 MiB-aligned area
+        if mode < 6:                              # a fresh 2 MiB-aligned area (THP blocks)
+            return HPAGE_PMD_NR * (1 + j + 16 * max(mode - 3, 0))
         if mode == 6:
             return 0 if j < 12 else j - 12        # 0: the model picks; < 16: EPERM
         if mode == 7:                             # deliberately out of range
@@ -524,8 +568,11 @@ def _vpn(proc_field: str) -> _Slot:
             return e - 1 - j % n
         if mode == 5:
             return (s + e) // 2
-        if mode == 6:                              # a PMD line inside (huge pages)
-            line = -(-s // HPAGE_PMD_NR) * HPAGE_PMD_NR
+        if mode == 6:                              # a page of a THP block (huge pages)
+            got = _block_page(t.regions.get(v[proc_field], ()), j, t, v[proc_field])
+            if got >= 0:
+                return got
+            line = -(-s // HPAGE_PMD_NR) * HPAGE_PMD_NR   # none: a PMD line inside
             return line if line < e else s
         if mode == 7:
             return s + (n * (1 + 2 * sub)) // 4
@@ -546,6 +593,56 @@ def _vpn(proc_field: str) -> _Slot:
 
 
 _vpn_p = _vpn("proc").dec
+_HMASK = HPAGE_PMD_NR - 1
+
+
+def _thp_regions(regs, t: Optional[_Track] = None) -> list:
+    """Up to 8 tracked VMAs, newest first, where a THP can be faulted in: private anon,
+    not nohugepage, holding at least one whole 512-aligned block. With ``t``, those
+    where a fault would make a THP now (`set thp always`, or madvised hugepage, and
+    not `set thp never`) come first."""
+    out = []
+    for k in range(len(regs) - 1, -1, -1):
+        r = regs[k]
+        if r is not None and not r[2] & (_S | _NH) and r[3] is None \
+                and ((r[0] + _HMASK) & ~_HMASK) + HPAGE_PMD_NR <= r[1]:
+            out.append(r)
+            if len(out) == 8:
+                break
+    if t is not None and out and t.thp != "never":
+        always = t.thp == "always"
+        out.sort(key=lambda r: not (always or r[2] & _H))     # stable: newest first
+    return out
+
+
+def _thp_block(t: _Track, proc: str, regs, k: int) -> int:
+    """The block (haddr) of the (k % n)-th newest of t.thps in proc that a tracked
+    VMA still maps; -1 if none."""
+    mine = [h for p, h in t.thps if p == proc and _containing(regs, h) is not None]
+    return mine[-1 - k % len(mine)] if mine else -1
+
+
+def _block_page(regs, j: int, t: Optional[_Track] = None, proc: str = "") -> int:
+    """A page of a block: for even j (with ``t``) of a recently written THP block of
+    proc (t.thps), else of the first whole 512-aligned block of the ((j & 3) % n)-th
+    _thp_regions VMA; by j >> 2 the block's first page, its last page (a range op
+    from there cuts the block: split), a single page inside, or the page after the
+    block's first 256; -1 if there is no such block."""
+    h = _thp_block(t, proc, regs, j >> 1) if t is not None and not j & 1 and t.thps else -1
+    if h < 0:
+        cands = _thp_regions(regs, t)
+        if not cands:
+            return -1
+        r = cands[(j & 3) % len(cands)]
+        h = (r[0] + _HMASK) & ~_HMASK
+    pos = j >> 2
+    if pos == 0:
+        return h
+    if pos == 1:
+        return h + _HMASK
+    if pos == 2:
+        return h + 1 + (j & 3) * 127
+    return h + HPAGE_PMD_NR // 2
 
 
 def _pinned_page(t: _Track, proc: str, j: int, first: bool) -> int:
@@ -673,13 +770,44 @@ _KSM_ADVICE = frozenset((O.Advice.MERGEABLE, O.Advice.UNMERGEABLE))
 _SWAP_KSM_ADVICE = _KSM_ADVICE | {O.Advice.PAGEOUT}
 
 
+def _thp_madv_vpn(t, v, b: int) -> int:
+    """hugepage / nohugepage / collapse (bytes below 0xc0): hugepage aims at the start
+    of a VMA not yet madvised (_pending), else at a _thp_regions VMA; collapse first at
+    the 512-aligned block of a recent CPU write in this process inside such a VMA
+    (a block with pages: the PTE table and anon_vma collapse needs), else at the
+    first block of such a VMA; bytes from 0x80 on the VMA's (maybe unaligned) start.
+    -1 if the process has no such VMA."""
+    regs = t.regions.get(v["proc"], ())
+    adv = v["advice"]
+    cands = _thp_regions(regs)
+    if adv is _HUGEPAGE:
+        cands = _pending(regs) or cands
+    elif adv is _COLLAPSE and t.written and b < 0x80:
+        proc = v["proc"]
+        for p, w in reversed(t.written):
+            if p == proc:
+                h = w & ~_HMASK
+                r = _containing(regs, w)
+                if r is not None and r in cands and r[0] <= h and h + HPAGE_PMD_NR <= r[1]:
+                    return h
+    if not cands:
+        return -1
+    r = cands[(b & 3) % len(cands)]
+    return (r[0] + _HMASK) & ~_HMASK if b < 0x80 else r[0]
+
+
 def _madv_vpn_dec(t, v, b, x):
-    """madvise's VPN: for pageout / mergeable / unmergeable, bytes below 0xe0 aim at a
+    """madvise's VPN: THP advices as _thp_madv_vpn; for pageout / mergeable /
+    unmergeable, bytes below 0xe0 aim at a
     page a recent CPU write made present (in this process if it wrote one, else where
     this process maps it: the start of its VMA (modes 0-2) or the page itself); for
     mergeable, modes 0-3 are the lowest tracked VMA start instead (with MADV_NPAGES,
     the whole process becomes mergeable, as prctl(PR_SET_MEMORY_MERGE) does); so
     there is something to swap out or merge. Else _vpn."""
+    if b < 0xC0 and v["advice"] in _THP_ADVICE:
+        got = _thp_madv_vpn(t, v, b)
+        if got >= 0:
+            return got
     if b < 0xE0 and v["advice"] in _SWAP_KSM_ADVICE:
         proc = v["proc"]
         regs = t.regions.get(proc, ())
@@ -701,7 +829,14 @@ def _madv_vpn_dec(t, v, b, x):
 def _madv_npages_dec(t, v, b, x):
     """madvise's length: for mergeable / unmergeable, bytes below 0x60 reach the end of
     the last tracked VMA (every private VMA from vpn on), 0x60-0x9f the end of the VMA
-    at vpn; else as _npages."""
+    at vpn; for the THP advices, bytes below 0x60 the rest of the VMA at vpn, 0x60-0x9f
+    one block (512); else as _npages."""
+    if b < 0xA0 and v["advice"] in _THP_ADVICE:
+        if b >= 0x60:
+            return HPAGE_PMD_NR
+        r = _containing(t.regions.get(v["proc"], ()), v["vpn"])
+        if r is not None:
+            return r[1] - v["vpn"]
     if b < 0xA0 and v["advice"] in _KSM_ADVICE:
         vpn, regs = v["vpn"], t.regions.get(v["proc"], ())
         if b < 0x60:
@@ -780,12 +915,14 @@ def _poke_cand(mode: int, r: tuple) -> bool:
 
 def _poke_vpn_dec(t, v, b, x):
     """poke's VPN: half the clustered bytes pick a VMA by _poke_cand; the others as
-    _vpn's modes 0-4 (inside a VMA), 9 (just outside: EIO), 14-15 (pinned pages)."""
+    _vpn's modes 0-3 (inside a VMA), 6 (a THP block page), 9 (just outside: EIO),
+    14-15 (pinned pages)."""
     if b == ESC:
         return x & U64_MASK
     mode = b >> 4
     if mode >= 8:
-        return _vpn_p(t, v, b - 0x80 if mode < 13 else b - 0x40 if mode == 13 else b, x)
+        return _vpn_p(t, v, b - 0x80 if mode < 12 else b - 0x60 if mode == 12
+                      else b - 0x40 if mode == 13 else b, x)
     regs = t.regions.get(v["proc"], ())
     cands = [r for r in regs if r is not None and _poke_cand(mode, r)]
     if cands:
@@ -868,6 +1005,18 @@ def _npages(proc_field: str, vpn_field: str) -> _Slot:
 _npages_p = _npages("proc", "vpn").dec
 
 
+def _mmap_npages_dec(t, v, b, x):
+    """mmap's length: at a 512-aligned VPN (or 0: the model picks, and aligns a
+    private anon multiple of 512), bytes below 0xc0 give whole THP blocks (512
+    pages, 1024 for one in 4); else as _npages."""
+    if b != ESC and b < 0xC0 and not v["vpn"] & _HMASK:
+        return HPAGE_PMD_NR * 2 if b & 3 == 3 else HPAGE_PMD_NR
+    return _npages_p(t, v, b, x)
+
+
+MMAP_NPAGES = _Slot(_mmap_npages_dec, lambda t, v, value: value)
+
+
 def _value_dec(b: int) -> int:
     if b < 160:
         return b & 31                              # small, often equal (KSM, same values)
@@ -937,11 +1086,18 @@ _MAPPABLE_SETS = frozenset(  # exactly one of private/shared, no pfnmap (rules.m
 
 
 _FILELESS = {fl: fl | {O.MapFlag.ANON} for fl in _FLAGS}
+_PRIVATE_ANON = _FLAGS[0]
+assert _PRIVATE_ANON == {O.MapFlag.PRIVATE, O.MapFlag.ANON}
 
 
 def _protflags_dec(t, v, b, x):
+    """(prot, flags): _PROTS by the low 3 bits, _FLAGS by the high 5; for whole
+    512-aligned blocks (vpn and npages multiples of 512) the high bits below 20 give
+    private anon (no populate): where THPs are faulted in, split and collapsed."""
     if b == ESC:
         return _PROT_LIST[x % 3], _FLAG_SUBSETS[(x // 3) % len(_FLAG_SUBSETS)]
+    if b < 0xA0 and not (v["vpn"] | v["npages"]) & _HMASK and v["npages"]:
+        return _PROTS[b & 7], _PRIVATE_ANON
     flags = _FLAGS[b >> 3]
     if not t.files and flags not in _ANON_SETS and flags in _MAPPABLE_SETS:
         flags = _FILELESS[flags]          # no file to map yet: the anon equivalent
@@ -987,17 +1143,35 @@ def _fileoff_lit(t, v, value):
 FILEOFF = _Slot(_fileoff_dec, _fileoff_lit)
 
 # Advice, weighted toward the advices the models implement (rules.md, then swap and
-# KSM: pageout 6 in 32, mergeable 5, unmergeable 2); 32 entries.
+# KSM: pageout 5 in 32, mergeable 4, unmergeable 2; THP (issue 5): hugepage 2,
+# nohugepage 1, collapse 2); 32 entries. While the process has a THP-capable VMA
+# (_thp_regions) not yet madvised hugepage, and `set thp always` is not in effect,
+# bytes from 0xc0 on are hugepage (MADV_VPN / MADV_NPAGES then cover that VMA).
 _A = O.Advice
 _ADVICES = (_A.DONTNEED,) * 4 + (_A.DONTFORK, _A.DOFORK, _A.WIPEONFORK, _A.KEEPONFORK,
                                   _A.POPULATE_READ, _A.POPULATE_WRITE) * 2 \
-    + (_A.PAGEOUT,) * 6 + (_A.MERGEABLE,) * 5 + (_A.UNMERGEABLE,) * 2 \
-    + (_A.HUGEPAGE, _A.NOHUGEPAGE, _A.COLLAPSE)
+    + (_A.PAGEOUT,) * 5 + (_A.MERGEABLE,) * 4 + (_A.UNMERGEABLE,) * 2 \
+    + (_A.HUGEPAGE, _A.NOHUGEPAGE, _A.COLLAPSE, _A.HUGEPAGE, _A.COLLAPSE)
 assert len(_ADVICES) == 32, len(_ADVICES)
 _ADVICE_LIST = tuple(_A)
-ADVICE = _Slot(lambda t, v, b, x: _ADVICE_LIST[x % len(_ADVICE_LIST)] if b == ESC
-               else _ADVICES[b % len(_ADVICES)],
-               lambda t, v, value: _ADVICE_LIST.index(value))
+_HUGEPAGE, _NOHUGEPAGE, _COLLAPSE = _A.HUGEPAGE, _A.NOHUGEPAGE, _A.COLLAPSE
+_THP_ADVICE = frozenset((_HUGEPAGE, _NOHUGEPAGE, _COLLAPSE))
+
+
+def _pending(regs) -> list:
+    """_thp_regions not yet madvised hugepage, newest first."""
+    return [r for r in _thp_regions(regs) if not r[2] & _H]
+
+
+def _advice_dec(t, v, b, x):
+    if b == ESC:
+        return _ADVICE_LIST[x % len(_ADVICE_LIST)]
+    if b >= 0xC0 and t.thp != "always" and _pending(t.regions.get(v["proc"], ())):
+        return _HUGEPAGE
+    return _ADVICES[b % len(_ADVICES)]
+
+
+ADVICE = _Slot(_advice_dec, lambda t, v, value: _ADVICE_LIST.index(value))
 
 _PINMODES = tuple(O.PinMode)     # r, rw, r,longterm, rw,longterm
 PIN_MAX_PAGES = 1 << 18          # a longer pin fails before any walk (io_uring's 1 GiB limit)
@@ -1165,15 +1339,26 @@ COUNT = _Slot(lambda t, v, b, x: (None if x == 0 else (x - 1) & U64_MASK) if b =
               lambda t, v, value: 0 if value is None else value + 1)
 
 _SETKEYS = tuple(O.SetKey)
-SETKEY = _Slot(lambda t, v, b, x: _SETKEYS[(x if b == ESC else b) & 3],
+_SK = O.SetKey
+# Clustered keys (b & 15): thp 7 in 16, thp_zero 5, thp_alloc 3, max_ptes_none 1.
+_SETKEY_TABLE = (_SK.THP,) * 7 + (_SK.THP_ZERO,) * 5 + (_SK.THP_ALLOC,) * 3 \
+    + (_SK.MAX_PTES_NONE,)
+SETKEY = _Slot(lambda t, v, b, x: _SETKEYS[x & 3] if b == ESC else _SETKEY_TABLE[b & 15],
                lambda t, v, value: _SETKEYS.index(value))
 _MAX_PTES_NONE = HPAGE_PMD_NR   # values 0..511
+_THP_MODES = ("always", "madvise", "always", "never")   # clustered `set thp` values
 
 
 def _setvalue_dec(t, v, b, x):
-    allowed = O.SET_VALUES[v["key"]]
+    """thp: always half the time (every eligible fault a THP), madvise, never;
+    thp_zero, thp_alloc: alternate (fail: _needs turns a later read or write into
+    `set thp_alloc ok`); max_ptes_none: 0, 1, 8, 64, 256, 511 or the byte."""
+    key = v["key"]
+    allowed = O.SET_VALUES[key]
     n = x if b == ESC else b
     if allowed is not None:
+        if key is _SK.THP and b != ESC:
+            return _THP_MODES[b & 3]
         return allowed[n % len(allowed)]
     return str(n % _MAX_PTES_NONE if b == ESC else (0, 1, 8, 64, 256, 511, b, b >> 1)[b & 7])
 
@@ -1186,10 +1371,157 @@ def _setvalue_lit(t, v, value):
 SETVALUE = _Slot(_setvalue_dec, _setvalue_lit)
 
 
+def _split_vpn_dec(t, v, b, x):
+    """split's VPN: bytes below 0x80 a page (first, second, middle, last) of a recently
+    written THP block of the process (t.thps: where a huge PMD may be), below 0xc0 a
+    page of a block (_block_page); else _vpn (EFAULT without a VMA, EINVAL without a
+    huge PMD)."""
+    if b < 0xC0:
+        proc = v["proc"]
+        regs = t.regions.get(proc, ())
+        if b < 0x80 and t.thps:
+            h = _thp_block(t, proc, regs, b & 3)
+            if h >= 0:
+                return h + (0, 1, HPAGE_PMD_NR // 2, _HMASK)[(b >> 2) & 3]
+        got = _block_page(regs, b & 15, t, proc)
+        if got >= 0:
+            return got
+    return _vpn_p(t, v, b, x)
+
+
+SPLIT_VPN = _Slot(_split_vpn_dec, lambda t, v, value: value)
+
+
+def _split_proc_dec(t, v, b, x):
+    """split's process: bytes below 0x80 the process of a recently written THP block
+    (the (b & 3)-th newest of t.thps), if alive; else as PROC."""
+    if b < 0x80 and t.thps:
+        p = t.thps[-1 - (b & 3) % len(t.thps)][0]
+        if p in t.regions:
+            return p
+    return _proc_dec(t, v, b, x)
+
+
+SPLIT_PROC = _Slot(_split_proc_dec, PROC.lit)
+
+
+def _shared_maps(t: _Track, file: Optional[str] = None) -> list:
+    """Up to 8 shared file mappings (tracked VMAs with _S and a file; of ``file`` if
+    given) of live processes, newest process first: what wp_range and clean_record
+    walk."""
+    out = []
+    for regs in reversed(t.regions.values()):
+        for k in range(len(regs) - 1, -1, -1):
+            r = regs[k]
+            if r is not None and r[2] & _S and r[3] is not None \
+                    and (file is None or r[3] == file):
+                out.append(r)
+                if len(out) == 8:
+                    return out
+    return out
+
+
+def _dfile_dec(t, v, b, x):
+    """wp_range / clean_record's file: bytes below 0x80 the file of a recent CPU write
+    through a shared file mapping, below 0xc0 the file of one of the newest shared
+    file mappings, if any; else as FILE."""
+    if b < 0xC0 and t.files:
+        if b < 0x80 and t.dirtied:
+            return t.dirtied[-1 - (b & 3) % len(t.dirtied)][0]
+        maps = _shared_maps(t)
+        if maps:
+            return maps[(b & 7) % len(maps)][3]
+    return _defined(t.files, b, x)
+
+
+def _dpgoff_dec(t, v, b, x):
+    """Their first page: bytes below 0x80 the pgoff of a recent CPU write through a
+    shared mapping of the file (or the one before it); below 0xc0 the first, second
+    or middle pgoff a newest shared mapping of the file maps, or the one before it;
+    else as PGOFF."""
+    if b == ESC:
+        return x & U64_MASK
+    if b < 0x80 and t.dirtied:
+        f = v["file"]
+        pgs = [pg for g, pg in t.dirtied if g == f]
+        if pgs:
+            pg = pgs[-1 - (b & 3) % len(pgs)]
+            return max(pg - 1, 0) if b & 4 else pg
+    if b < 0xC0:
+        maps = _shared_maps(t, v["file"])
+        if maps:
+            r = maps[(b & 3) % len(maps)]
+            n = r[1] - r[0]
+            return (r[4], r[4] + 1 % n, r[4] + n // 2, max(r[4] - 1, 0))[(b >> 2) & 3]
+    return _small_index(t.file_pages.get(v["file"], 0), b)
+
+
+def _dspan_dec(t, v, b, x):
+    """Their length: bytes below 0xc0 from pgoff to the end of a shared mapping of the
+    file that maps pgoff (the newest), or 1, 2-4 pages, or to the file's end; else as
+    FILE_SPAN."""
+    if b == ESC:
+        return x & U64_MASK
+    if b < 0xC0:
+        pg = v["pgoff"]
+        for r in _shared_maps(t, v["file"]):
+            if r[4] <= pg < r[4] + r[1] - r[0]:
+                mode = (b >> 4) & 3
+                if mode == 0 or mode == 1:
+                    return r[4] + r[1] - r[0] - pg
+                if mode == 2:
+                    return 1 + (b & 3)
+                return max(t.file_pages.get(v["file"], 0) - pg, 1)
+    return _span_dec(t, v, b, x)
+
+
+def _shared_wmaps(t: _Track) -> list:
+    """(proc, VMA) of up to 8 writable shared file mappings, newest process first."""
+    out = []
+    for p, regs in reversed(t.regions.items()):
+        for k in range(len(regs) - 1, -1, -1):
+            r = regs[k]
+            if r is not None and r[2] & (_S | _W) == _S | _W and r[3] is not None:
+                out.append((p, r))
+                if len(out) == 8:
+                    return out
+    return out
+
+
+def _dirty_proc_dec(t, v, b, x):
+    maps = _shared_wmaps(t)
+    return maps[(b & 7) % len(maps)][0]
+
+
+def _dirty_vpn_dec(t, v, b, x):
+    mine = [r for p, r in _shared_wmaps(t) if p == v["proc"]]
+    r = mine[(b & 3) % len(mine)]
+    return r[0] + ((b >> 2) & 3) % (r[1] - r[0])
+
+
+def _apply_clean(t: _Track, op) -> None:
+    """wp_range / clean_record: the pages they cover are clean (or write-protected)."""
+    if t.dirtied:
+        a, f = op.pgoff, op.file
+        t.dirtied = [d for d in t.dirtied if d[0] != f or not 0 <= d[1] - a < op.npages]
+
+
+DFILE = _Slot(_dfile_dec, FILE.lit)
+DPGOFF = _Slot(_dpgoff_dec, lambda t, v, value: value)
+DSPAN = _Slot(_dspan_dec, lambda t, v, value: value)
+
+
 # --- the op table: which slot decodes which field, in slot order -------------------------
 
 _ANY_SCAN = 0xC0         # ksm_scan's (unused) slot-0 bytes from here on keep it a scan
 _MERGE_KEY = "madvise mergeable"     # _needs' substitute for a ksm_scan: a plan, no class
+_ALLOC_OK_KEY = "set thp_alloc ok"   # _needs' substitute for a read / write after a fail
+_FAIL_MIN_OPS = 2        # ops `set thp_alloc fail` stays on before _needs may end it
+_HUGE_KEY = "madvise hugepage"       # _needs' substitute for a read / write after a fresh block
+_READ, _WRITE, _CLEAN, _WP = O.Read, O.Write, O.CleanRecord, O.WpRange
+_FRESH_OPS = 4           # ops after a whole-block mmap in which _needs may madvise it
+_DIRTY_KEY = "write shared"          # _needs' substitute for a clean_record / wp_range
+_SHMAP_KEY = "mmap shared"           # ... and the one while no shared file mapping exists
 
 _P, _V, _N = ("proc", PROC), ("vpn", _vpn("proc")), ("npages", _npages("proc", "vpn"))
 _VAL, _VAL_AT = ("value", VALUE), ("value", VAL_AT)
@@ -1197,7 +1529,8 @@ _F, _PG = ("file", FILE), ("pgoff", PGOFF)
 _D, _AP, _VMN = ("dev", ADEV), ("proc", APROC), ("vm", VM)
 
 _SPECS: dict[type, tuple] = {
-    O.Mmap: (_P, ("vpn", _vpn_mmap("proc")), _N, (("prot", "flags"), PROTFLAGS),
+    O.Mmap: (_P, ("vpn", _vpn_mmap("proc")), ("npages", MMAP_NPAGES),
+             (("prot", "flags"), PROTFLAGS),
              (("file", "off"), FILEOFF)),
     O.Munmap: (_P, _V, _N),
     O.Mprotect: (_P, _V, _N, ("prot", PROT)),
@@ -1215,9 +1548,9 @@ _SPECS: dict[type, tuple] = {
     O.File: (("file", NEWFILE), ("npages", FILE_NPAGES), ("devmem", DEVMEM)),
     O.FileRead: (_F, _PG),
     O.FileWrite: (_F, _PG, _VAL),
-    O.WpRange: (_F, _PG, ("npages", FILE_SPAN)),
-    O.CleanRecord: (_F, _PG, ("npages", FILE_SPAN)),
-    O.Split: (_P, _V),
+    O.WpRange: (("file", DFILE), ("pgoff", DPGOFF), ("npages", DSPAN)),
+    O.CleanRecord: (("file", DFILE), ("pgoff", DPGOFF), ("npages", DSPAN)),
+    O.Split: (("proc", SPLIT_PROC), ("vpn", SPLIT_VPN)),
     O.KsmScan: (),
     O.Mirror: (("dev", MDEV), _P, _V, ("npages", MIRROR_NPAGES)),
     O.Unmirror: (("sub", SUB),),
@@ -1255,12 +1588,31 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
     (unless its device byte is >= _ANY_DEV: EINVAL on purpose), an ``unlock`` while
     no lock is tracked becomes ``lock`` (unless its byte is >= 0xc0), and a ``ksm_scan``
     while no tracked VMA is mergeable becomes ``madvise P VPN N mergeable`` (_MERGE_KEY;
-    unless its unused slot 0 is >= _ANY_SCAN). A literal slot 0 keeps the op as
-    written.
+    unless its unused slot 0 is >= _ANY_SCAN), and while `set thp_alloc fail` is
+    in effect (for _FAIL_MIN_OPS ops or more) a ``read`` or ``write`` whose slot 0 is
+    below 0xc0 becomes ``set thp_alloc ok`` (_ALLOC_OK_KEY); within _FRESH_OPS ops of
+    a whole-block private anon mmap (512-aligned, 512-page multiple), while `set thp
+    madvise` is in effect and that VMA is neither hugepage nor nohugepage, a ``read``
+    or ``write`` whose slot 0 is below 0xa0 becomes ``madvise P VPN N hugepage`` on
+    it (_HUGE_KEY); a ``clean_record`` or ``wp_range`` whose slot 0 is below 0x80,
+    while no tracked CPU write dirtied a shared file page since the last of them
+    (t.dirtied), becomes a ``write`` to a writable shared file mapping (_DIRTY_KEY),
+    or while there is none an ``mmap P VPN N rw shared file=F off=0`` of the newest
+    file (_SHMAP_KEY).
+    A literal slot 0 keeps the op as written.
     """
     kinds = _NEEDED[cls]
     if "vma" in kinds:
         if slot0 != ESC:
+            if cls is _READ or cls is _WRITE:
+                if t.alloc_fail and slot0 < 0xC0 and t.nops - t.fail_at >= _FAIL_MIN_OPS:
+                    return _ALLOC_OK_KEY     # thp_alloc fail does not stay on for long
+                fresh = t.fresh
+                if fresh is not None and slot0 < 0xA0 and t.nops - fresh[3] <= _FRESH_OPS \
+                        and t.thp == "madvise":
+                    r = _containing(t.regions.get(fresh[0], ()), fresh[1])
+                    if r is not None and r[0] == fresh[1] and not r[2] & (_H | _NH):
+                        return _HUGE_KEY     # a fresh THP block: madvised before touched
             regs = t.regions.get(_proc_dec(t, None, slot0, 0))
             if regs is not None and not any(regs):
                 return O.Mmap
@@ -1277,6 +1629,10 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
         return O.Lock if slot0 < 0xC0 and not t.locked else None
     if "merge" in kinds:   # ksm_scan while no tracked VMA is mergeable: make some so
         return _MERGE_KEY if slot0 < _ANY_SCAN and not _any_mergeable(t) else None
+    if (cls is _CLEAN or cls is _WP) and slot0 < 0x80 and not t.dirtied \
+            and t.files and t.top:
+        # nothing dirty to find: write a shared file page first, or map a file shared
+        return _DIRTY_KEY if _shared_wmaps(t) else _SHMAP_KEY
     if "vm" in kinds and not t.vms:
         return O.VmInit
     if "file" in kinds and not t.files:
@@ -1287,17 +1643,22 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
 # Name fields an op cannot be written without (mmap's file= is optional; file/vm
 # define their name rather than use one).
 _NEEDED = {cls: frozenset(f for f, slot in spec if f in ("pin", "sub", "vm", "file")
-                          and slot in (PIN, PIN_W, SUB, VM, FILE))
+                          and slot in (PIN, PIN_W, SUB, VM, FILE, DFILE))
            for cls, spec in _SPECS.items()}
 _NEEDED[O.Exit] = frozenset(("live",))
 _NEEDED[O.KsmScan] = frozenset(("merge",))
 _NEEDED[O.Unlock] = frozenset(("lock",))
 _NEEDED[_MERGE_KEY] = _NEEDED[O.Madvise]
+_NEEDED[_ALLOC_OK_KEY] = frozenset()
+_NEEDED[_HUGE_KEY] = frozenset()
+_NEEDED[_DIRTY_KEY] = frozenset()
+_NEEDED[_SHMAP_KEY] = frozenset()
 _NEEDED.update({cls: frozenset(("dsub",))
                 for cls in (O.DevRead, O.DevWrite, O.DevExclusive, O.DevAtomic)})
 _NEEDED.update({cls: frozenset(("vma",)) for cls, spec in _SPECS.items()
                 if cls is not O.Mmap and spec[:1] == (_P,)
                 and any(f == "vpn" for f, _ in spec)})
+_NEEDED[O.Split] = frozenset(("vma",))
 
 
 _POPULATE_ADVICE = frozenset((O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE))
@@ -1387,12 +1748,14 @@ def _apply_mmap(t: _Track, op: O.Mmap) -> None:
     if len(regs) < _MAX_REGIONS:
         attr = _prot_attr(op.prot) | (0 if op.flags in _PRIVATE_SETS else _S)
         regs.append((vpn, vpn + op.npages, attr, op.file, op.off or 0))
+        if not attr & _S and op.file is None and not (vpn | op.npages) & _HMASK:
+            t.fresh = (op.proc, vpn, op.npages, t.nops)
 
 
 def _apply_mprotect(t: _Track, op: O.Mprotect) -> None:
     regs = t.regions.get(op.proc)
     if regs is not None and 0 < op.npages <= TASK_SIZE_PAGES - op.vpn:
-        _reattr(regs, op.vpn, op.vpn + op.npages, _S | _M, _prot_attr(op.prot))
+        _reattr(regs, op.vpn, op.vpn + op.npages, ~(_W | _NONE), _prot_attr(op.prot))
 
 
 def _apply_munmap(t: _Track, op: O.Munmap) -> None:
@@ -1487,6 +1850,13 @@ def _apply_grant(t: _Track, op) -> None:
         _heat(t, op.proc, op.vpn, 1)
 
 
+def _apply_devaccess(t: _Track, op) -> None:
+    """dread / dwrite: the page the device now mirrors gets hot (CPU faults, fork and
+    range ops then meet it: 512-page THP VMAs would dilute those meetings)."""
+    if _containing(t.regions.get(op.proc, ()), op.vpn) is not None:
+        _heat(t, op.proc, op.vpn, 1)
+
+
 def _apply_lock(t: _Track, op: O.Lock) -> None:
     _heat(t, op.proc, op.vpn, 1)
     t.locked.append((op.proc, op.vpn))
@@ -1504,6 +1874,18 @@ def _apply_write(t: _Track, op: O.Write) -> None:
     t.written.append((op.proc, op.vpn))
     if len(t.written) > _WRITTEN:
         del t.written[0]
+    if not r[2] & (_S | _NH) and r[3] is None and t.thp != "never" \
+            and (r[2] & _H or t.thp == "always"):
+        h = op.vpn & ~_HMASK
+        if r[0] <= h and h + HPAGE_PMD_NR <= r[1] and (op.proc, h) not in t.thps:
+            t.thps.append((op.proc, h))       # a THP now, or a PTE-level page in its block
+            if len(t.thps) > _WRITTEN:
+                del t.thps[0]
+    pg = r[4] + op.vpn - r[0]
+    if r[2] & _S and r[3] is not None and pg < t.file_pages.get(r[3], 0):
+        t.dirtied.append((r[3], pg))          # a dirty PTE for clean_record / wp_range
+        if len(t.dirtied) > _WRITTEN:
+            del t.dirtied[0]
 
 
 def _apply_unlock(t: _Track, op: O.Unlock) -> None:
@@ -1516,8 +1898,17 @@ _PAGEOUT, _MERGEABLE, _UNMERGEABLE = _A.PAGEOUT, _A.MERGEABLE, _A.UNMERGEABLE
 def _apply_madvise(t: _Track, op: O.Madvise) -> None:
     """pageout ranges get hot (later ops fault them back, fork, pin or write them),
     mergeable ones are kept for _vpn mode 12 (equal values written there, pins);
-    mergeable / unmergeable set / clear _M on private tracked VMAs."""
+    mergeable / unmergeable set / clear _M on private tracked VMAs, hugepage /
+    nohugepage set _H / _NH (clearing the other) on tracked VMAs."""
     adv = op.advice
+    if adv is _HUGEPAGE or adv is _NOHUGEPAGE:    # VM_HUGEPAGE / VM_NOHUGEPAGE
+        regs = t.regions.get(op.proc)
+        if regs is not None and 0 < op.npages <= TASK_SIZE_PAGES - op.vpn:
+            if adv is _HUGEPAGE:
+                _reattr(regs, op.vpn, op.vpn + op.npages, ~_NH, _H)
+            else:
+                _reattr(regs, op.vpn, op.vpn + op.npages, ~_H, _NH)
+        return
     if adv is _PAGEOUT or adv is _MERGEABLE or adv is _UNMERGEABLE:
         n = op.npages
         if not 0 < n <= TASK_SIZE_PAGES - op.vpn:
@@ -1553,6 +1944,14 @@ def _apply_vm(t: _Track, op: O.VmInit) -> None:
         t.vm_range[op.vm] = (op.start, op.npages)
 
 
+def _apply_set(t: _Track, op: O.Set) -> None:
+    if op.key is _SK.THP:
+        t.thp = op.value
+    elif op.key is _SK.THP_ALLOC:
+        t.alloc_fail = op.value == "fail"
+        t.fail_at = t.nops
+
+
 def _apply_unpin(t: _Track, op: O.Unpin) -> None:
     t.pins.pop(op.pin, None)
     t.wpins.discard(op.pin)
@@ -1573,11 +1972,16 @@ _APPLY: dict[type, Callable] = {
     O.Unmirror: lambda t, op: t.subs.pop(op.sub, None),
     O.DevExclusive: _apply_grant,
     O.DevAtomic: _apply_grant,
+    O.DevRead: _apply_devaccess,
+    O.DevWrite: _apply_devaccess,
     O.Lock: _apply_lock,
     O.Unlock: _apply_unlock,
     O.File: _apply_file,
     O.FileWrite: _apply_fwrite,
     O.VmInit: _apply_vm,
+    O.Set: _apply_set,
+    O.CleanRecord: _apply_clean,
+    O.WpRange: _apply_clean,
 }
 
 
@@ -1585,6 +1989,7 @@ def _apply(t: _Track, op) -> None:
     f = _APPLY.get(type(op))
     if f is not None:
         f(t, op)
+    t.nops += 1
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -1659,6 +2064,34 @@ _INFO[_MERGE_KEY] = (O.Madvise, _NEEDED[_MERGE_KEY], _PLANS[O.Madvise][0],
                      tuple((f, (lambda t, v, b, x: _A.MERGEABLE) if f == "advice" else dec)
                            for f, dec in _PLANS[O.Madvise][1]),
                      _APPLY[O.Madvise])
+# `set thp_alloc ok` whatever the slot bytes say.
+_INFO[_ALLOC_OK_KEY] = (O.Set, _NEEDED[_ALLOC_OK_KEY], _PLANS[O.Set][0],
+                        (("key", lambda t, v, b, x: _SK.THP_ALLOC),
+                         ("value", lambda t, v, b, x: "ok")),
+                        _APPLY[O.Set])
+# `write P VPN VALUE` into a writable shared file mapping (t.dirtied was empty).
+_INFO[_DIRTY_KEY] = (O.Write, _NEEDED[_DIRTY_KEY], _PLANS[O.Write][0],
+                     (("proc", _dirty_proc_dec), ("vpn", _dirty_vpn_dec),
+                      ("value", VALUE.dec)),
+                     _APPLY[O.Write])
+# `mmap P VPN N rw shared file=F off=0`: the newest file, at most 16 pages of it, in a
+# fresh small area (or over what is there: MAP_FIXED), by a live process.
+_SHARED_RW = (O.Prot.RW, frozenset({O.MapFlag.SHARED}))
+_INFO[_SHMAP_KEY] = (O.Mmap, _NEEDED[_SHMAP_KEY], _PLANS[O.Mmap][0],
+                     (("proc", lambda t, v, b, x: t.top),
+                      ("vpn", lambda t, v, b, x: 0x100 + 0x10 * (b & 31)),
+                      ("npages", lambda t, v, b, x:
+                       min(max(t.file_pages.get(t.files[-1], 1), 1), 16)),
+                      (("prot", "flags"), lambda t, v, b, x: _SHARED_RW),
+                      (("file", "off"), lambda t, v, b, x: (t.files[-1], 0))),
+                     _APPLY[O.Mmap])
+# `madvise P VPN N hugepage` over the fresh block's VMA whatever the slot bytes say.
+_INFO[_HUGE_KEY] = (O.Madvise, _NEEDED[_HUGE_KEY], _PLANS[O.Madvise][0],
+                    (("proc", lambda t, v, b, x: t.fresh[0]),
+                     ("advice", lambda t, v, b, x: _HUGEPAGE),
+                     ("vpn", lambda t, v, b, x: t.fresh[1]),
+                     ("npages", lambda t, v, b, x: t.fresh[2])),
+                    _APPLY[O.Madvise])
 _BY_SELECTOR = tuple(_INFO[cls] for cls in SELECTOR)
 _MMAP, _MADVISE, _PIN = O.Mmap, O.Madvise, O.Pin
 
@@ -1704,6 +2137,7 @@ def decode(data: bytes) -> Prog:
             vals["npages"] = POPULATE_MAX    # op is not visible to anyone yet
         if apply is not None:
             apply(t, op)
+        t.nops += 1
         stmt = new(Stmt)                 # Stmt(op=op) without the frozen __init__
         stmt.__dict__.update(op=op, expect=None, comment=None, line=0)
         stmts.append(stmt)

@@ -11,8 +11,15 @@ while the pin holds them, and read/write through the pin) and subscriptions
 and atomic access there, then CPU faults, fork, mprotect, munmap, madvise and
 folio locks change what they mirror), device-exclusive grants, and mappings paged
 out or filled with equal values, made mergeable and scanned (then forked,
-written, pinned). The device, swap and KSM families are each on in a third of
-the runs (``topics``), so the other rules keep their share of the steps.
+written, pinned). THP (issue 5): whole 512-page private anon blocks at 512-aligned
+addresses (blocks bundle), madvised hugepage or under `set thp always`, then
+written, read, poked, pinned, forked, mprotected, unmapped, dontneed'd, paged out,
+split and collapsed at their first and last pages and single pages inside (partial
+ranges split the huge PMD), and THP settings (a `set thp_alloc fail` is set back to
+ok after a few ops); dirty tracking: shared file mappings (fmaps bundle) written,
+then wp_range / clean_record over the pgoffs they map, and clear_refs. The device,
+swap, KSM, THP and dirty families are each on in a third of the runs (``topics``),
+so the other rules keep their share of the steps.
 
 A failure raises ``LockstepFailure`` whose message is the runner's report for the
 program so far (fuzz/report.py): the divergence and a `.mmd` reproducer that
@@ -102,6 +109,17 @@ class SubRef:
 
 
 @dataclass(frozen=True)
+class FileMapRef:
+    """One successful shared file mmap: process, first page, length, file, file page."""
+
+    proc: str
+    vpn: int
+    npages: int
+    file: str
+    pgoff: int
+
+
+@dataclass(frozen=True)
 class GrantRef:
     """One successful dexcl / datomic: the device and the page it took exclusive."""
 
@@ -167,6 +185,29 @@ _PAGE_ADVICE = st.sampled_from((O.Advice.PAGEOUT, O.Advice.DONTNEED, O.Advice.ME
 _TOPIC = st.integers(0, 2).map(lambda k: k == 2)
 # Page indexes into a subscription: 0..3, so that device ops and CPU ops meet.
 _SUB_PAGES = st.integers(0, 3)
+# THP blocks: where in a mapping's first whole 512-aligned block an op lands (page
+# offset; ranges: (offset, npages), the whole block first, then partial ones: split).
+_BLOCK_PAGES = st.sampled_from((0, S.HPAGE - 1, 1, S.HPAGE // 2, 0x37))
+_BLOCK_RANGES = st.sampled_from(((0, S.HPAGE), (0, 1), (S.HPAGE - 1, 1), (S.HPAGE // 2, 1),
+                                 (S.HPAGE // 2, S.HPAGE // 2), (1, S.HPAGE),
+                                 (S.HPAGE - 8, 16)))
+_BLOCK_KINDS = st.sampled_from((O.Write, O.Split, O.Munmap, "collapse", O.Fork, O.Read,
+                                O.Mprotect, "dontneed", O.Poke, O.Pin, "pageout",
+                                O.Write, O.Read, O.ClearRefs))
+# Follow-ups drawn with an entry rule (Hypothesis enables a random subset of rules per
+# run, so a chain of separate rules is rare): two block ops after huge_mmap, each
+# one draw in 4 left out.
+_BLOCK_STEP = st.tuples(_BLOCK_KINDS, _BLOCK_PAGES, _BLOCK_RANGES)
+_BLOCK_THEN = st.tuples(*[st.integers(0, 3).flatmap(
+    lambda k: st.none() if k == 3 else _BLOCK_STEP)] * 2)
+_DIRTY_KINDS = st.sampled_from((O.CleanRecord, O.WpRange, O.CleanRecord, O.ClearRefs))
+# What makes a fresh block's faults THPs: madvise hugepage, `set thp always`, or
+# nothing (PTE-level pages: collapse's case).
+_BLOCK_MODES = st.sampled_from(("hugepage", "always", "hugepage", None))
+_THP_SETTINGS = st.sampled_from(((O.SetKey.THP, "always"), (O.SetKey.THP, "madvise"),
+                                 (O.SetKey.THP, "never"), (O.SetKey.THP_ZERO, "0"),
+                                 (O.SetKey.THP_ZERO, "1"), (O.SetKey.THP_ALLOC, "fail"),
+                                 (O.SetKey.MAX_PTES_NONE, "0")))
 
 
 class LockstepMachine(RuleBasedStateMachine):
@@ -182,6 +223,8 @@ class LockstepMachine(RuleBasedStateMachine):
     grants = Bundle("grants")  # GrantRef of each dexcl / datomic that succeeded
     swapped = Bundle("swapped")    # VmaHandle of each mapping paged out
     merged = Bundle("merged")      # VmaHandle of each mapping made mergeable and scanned
+    blocks = Bundle("blocks")      # VmaHandle of each whole-block private anon mapping
+    fmaps = Bundle("fmaps")        # FileMapRef of each shared file mapping
 
     def __init__(self) -> None:
         super().__init__()
@@ -192,7 +235,7 @@ class LockstepMachine(RuleBasedStateMachine):
         self.dead_pins: list[str] = []    # handles unpinned (their names stay parseable)
         self.locks: list[tuple[str, int]] = []   # (proc, vpn) of successful locks
         # issue-6 rule families on in this run (topics(); all on when driven by hand)
-        self.topics: set[str] = {"devices", "swap", "ksm"}
+        self.topics: set[str] = {"devices", "swap", "ksm", "thp", "dirty"}
         self._printed = 0                 # ops already shown by _repr_step
 
     # --- the program so far ------------------------------------------------------------
@@ -247,15 +290,19 @@ class LockstepMachine(RuleBasedStateMachine):
         """p0 exists at start (SPEC §3); no op needed."""
         return "p0"
 
-    @initialize(target=subs, devices=_TOPIC, swap=_TOPIC, ksm=_TOPIC)
-    def topics(self, devices: bool, swap: bool, ksm: bool) -> Any:
-        """Which issue-6 rule families this run uses (each in a third of the runs):
-        their entry rules (mirror, device_vma, pageout, ksm, lock) are off otherwise,
+    @initialize(target=subs, devices=_TOPIC, swap=_TOPIC, ksm=_TOPIC, thp=_TOPIC,
+                dirty=_TOPIC)
+    def topics(self, devices: bool, swap: bool, ksm: bool, thp: bool = False,
+               dirty: bool = False) -> Any:
+        """Which issue-6 / issue-5 rule families this run uses (each in a third of the
+        runs): their entry rules (mirror, device_vma, pageout, ksm, lock, huge_mmap,
+        thp_setting, shared_map) are off otherwise,
         so that a run without them draws the issue-3 and pin rules as often as before.
         With devices, d0 watches all of p0 from the start (`mirror d0 p0 0 2^52`), so
         any mapping of p0 is one step from a device access."""
         self.topics = {name for name, on in (("devices", devices), ("swap", swap),
-                                              ("ksm", ksm)) if on}
+                                              ("ksm", ksm), ("thp", thp), ("dirty", dirty))
+                       if on}
         if not devices:
             return multiple()
         got = self._step(O.Mirror("d0", "p0", 0, O.ADDR_LIMIT_PAGES))
@@ -629,6 +676,121 @@ class LockstepMachine(RuleBasedStateMachine):
             self._step(_cpu_op(kind, proc, m.page(index), value))
         if rescan:
             self._step(O.KsmScan())
+
+    # --- THP (spec/cow-thp.md, reference/huge_memory.py, khugepaged.py) ---------------------
+    # A whole 512-page private anon block at a 512-aligned address, madvised hugepage
+    # (or under `set thp always`, or neither: PTE-level pages for collapse); then CPU
+    # accesses, fork, range ops, split and collapse at its first page, last page and
+    # single pages inside (a partial range splits the huge PMD; fork and a write COW
+    # it). Settings change the fault path; a thp_alloc fail is undone a few ops later.
+
+    @precondition(lambda self: "thp" in self.topics)
+    @rule(targets=(vmas, blocks), proc=procs, vpn=st.sampled_from(S.BLOCK_STARTS),
+          npages=st.sampled_from(S.BLOCK_LENGTHS), prot=S.prots(), mode=_BLOCK_MODES,
+          index=_BLOCK_PAGES, value=S.values(), then=_BLOCK_THEN)
+    def huge_mmap(self, proc, vpn, npages, prot, mode, index, value, then=()):
+        """mmap a block (vpn 0: the model picks, 512-aligned), make its faults THPs
+        (``mode``), write one page of it (the fault that maps the THP), then the
+        block_touch ops of ``then`` ((kind, page, range) or None) on it."""
+        got = self._step(O.Mmap(proc, vpn, npages, prot, S.ANON_FLAGS[0]))
+        if got.kind is not ResultKind.VALUE:
+            return multiple()
+        blk = VmaHandle(proc, int(got.payload), npages)   # type: ignore[arg-type]
+        if mode == "hugepage":
+            self._step(O.Madvise(proc, blk.vpn, npages, O.Advice.HUGEPAGE))
+        elif mode == "always":
+            self._step(O.Set(O.SetKey.THP, "always"))
+        self._step(O.Write(proc, blk.vpn + index, value))
+        for step in then:
+            if step is not None:
+                self.block_touch(blk, proc, *step, value, prot)
+        return blk
+
+    @rule(target=procs, blk=blocks, proc=procs, kind=_BLOCK_KINDS, index=_BLOCK_PAGES,
+          rng=_BLOCK_RANGES, value=S.values(), prot=S.prots())
+    def block_touch(self, blk, proc, kind, index, rng, value, prot):
+        """One op on the block's first 512 pages, in its process (``proc`` for CPU
+        accesses: a forked child maps the same VPNs): a write, read, poke or 1-page rw
+        pin of page ``index``; fork; mprotect, munmap, dontneed or pageout of ``rng``;
+        split at page ``index``; collapse of the block; clear_refs of its process."""
+        p, v = blk.proc, blk.vpn
+        if kind is O.Fork:
+            return self._forked(p)
+        if kind is O.ClearRefs:
+            self._step(O.ClearRefs(p))
+            return multiple()
+        if kind in _CPU:
+            self._step(_cpu_op(kind, proc, v + index, value))
+        elif kind is O.Split:
+            self._step(O.Split(p, v + index))
+        elif kind == "collapse":
+            self._step(O.Madvise(p, v, S.HPAGE, O.Advice.COLLAPSE))
+        elif kind is O.Mprotect:
+            self._step(O.Mprotect(p, v + rng[0], rng[1], prot))
+        elif kind is O.Munmap:
+            self._step(O.Munmap(p, v + rng[0], rng[1]))
+        else:
+            self._step(O.Madvise(p, v + rng[0], rng[1], O.Advice.DONTNEED
+                                 if kind == "dontneed" else O.Advice.PAGEOUT))
+        return multiple()
+
+    @precondition(lambda self: "thp" in self.topics)
+    @rule(setting=_THP_SETTINGS, blk=blocks, index=_BLOCK_PAGES, value=S.values(),
+          during=st.integers(0, 2))
+    def thp_setting(self, setting, blk, index, value, during):
+        """A THP setting; thp_alloc fail lasts for a write and ``during`` more ops on
+        the block (a write, a collapse), then `set thp_alloc ok`."""
+        key, word = setting
+        self._step(O.Set(key, word))
+        if key is O.SetKey.THP_ALLOC:
+            self._step(O.Write(blk.proc, blk.vpn + index, value))
+            for k in range(during):
+                self._step(O.Madvise(blk.proc, blk.vpn, S.HPAGE, O.Advice.COLLAPSE) if k
+                           else O.Read(blk.proc, blk.vpn + S.HPAGE - 1 - index))
+            self._step(O.Set(O.SetKey.THP_ALLOC, "ok"))
+
+    @rule(blk=blocks, advice=st.sampled_from(S.THP_ADVICE), whole=st.booleans())
+    def block_advice(self, blk, advice, whole):
+        """madvise hugepage / collapse / nohugepage over the mapping or its first block."""
+        self._step(O.Madvise(blk.proc, blk.vpn, blk.npages if whole else S.HPAGE, advice))
+
+    # --- dirty tracking (reference/dirty.py, softdirty.py) ---------------------------------
+    # A shared file mapping (fmaps bundle) is written, then wp_range / clean_record walk
+    # the pgoffs it maps (write-protecting, cleaning and recording dirty PTEs in every
+    # process that maps them); clear_refs clears soft-dirty and write-protects, and
+    # the next writes (on THP blocks too) set it again.
+
+    @precondition(lambda self: "dirty" in self.topics)
+    @rule(target=fmaps, proc=procs, file=files, vpn=S.vpns(), npages=st.integers(1, 8),
+          off=st.integers(0, 4), index=st.integers(0, 7), value=S.values(),
+          then=st.none() | _DIRTY_KINDS, first=st.integers(0, 3), n=st.integers(0, 9))
+    def shared_map(self, proc, file, vpn, npages, off, index, value, then=None, first=0,
+                   n=0):
+        """mmap a file shared rw and write one of its pages (a dirty PTE); then (unless
+        ``then`` is None) one dirty_track op on it."""
+        got = self._step(O.Mmap(proc, vpn, npages, O.Prot.RW, S.FILE_FLAGS[1], file, off))
+        if got.kind is not ResultKind.VALUE:
+            return multiple()
+        fm = FileMapRef(proc, int(got.payload), npages, file, off)   # type: ignore[arg-type]
+        self._step(O.Write(proc, fm.vpn + index % npages, value))
+        if then is not None:
+            self.dirty_track(fm, proc, then, first, n, 0, value)
+        return fm
+
+    @rule(fm=fmaps, proc=procs, kind=_DIRTY_KINDS,
+          first=st.integers(0, 3), n=st.integers(0, 9), writes=st.integers(0, 2),
+          value=S.values())
+    def dirty_track(self, fm, proc, kind, first, n, writes, value):
+        """``writes`` CPU writes into the mapping (from ``proc``: a child maps it too),
+        then clean_record / wp_range over pgoffs it maps (from ``first`` pages in,
+        ``n`` pages; n 0: the whole mapping), or clear_refs of its process."""
+        for k in range(writes):
+            self._step(O.Write(proc, fm.vpn + (first + 2 * k) % fm.npages, value + k))
+        if kind is O.ClearRefs:
+            self._step(O.ClearRefs(fm.proc))
+        else:
+            pgoff = fm.pgoff + first % fm.npages
+            self._step(kind(fm.file, pgoff, n or fm.npages))
 
     # --- probes and later issues ---------------------------------------------------------
 

@@ -15,6 +15,17 @@ models, and that is checked too. Pins and mirrors land on the same window, so
 they meet fork, CPU writes, munmap, mprotect and poke of the pages they hold or
 watch.
 
+THP and dirty tracking (issue 5, spec/cow-thp.md): ``huge_mmap_ops`` maps whole
+512-page blocks of private anon memory at 512-aligned addresses (0x200 itself: the
+window's upper half lies inside that block, so the window's ops cut it), mostly
+followed by ``madvise hugepage`` or under ``set thp always`` (``thp_ops``); reads,
+writes, pins, pokes, mprotect, munmap, dontneed and pageout then aim at the blocks'
+first and last pages and single pages inside (``block_ops``; a partial range splits
+the huge PMD), ``split`` and ``madvise collapse`` at the blocks; ``set`` draws thp
+modes and thp_zero, rarely thp_alloc fail (``programs()`` then sets it back to ok
+within a few ops) and max_ptes_none. ``dirty_ops``: clear_refs, and
+wp_range / clean_record over the pgoffs the window's shared file mappings map.
+
 Per-op strategies take names as a plain string or a strategy of names, so a
 user's own test can write ``write_ops("p0")`` or ``write_ops(st.sampled_from(
 ["p0", "p1"]))``. ``programs()`` tracks which names exist at each line (a
@@ -192,6 +203,51 @@ def file_pages() -> SearchStrategy[int]:
     return _mostly(st.integers(0, WINDOW_PAGES), st.sampled_from((0, O.HPAGE_PMD_NR)))
 
 
+HPAGE = O.HPAGE_PMD_NR
+# 512-aligned block starts: 0x200 (the window's upper half is inside it) and the next
+# one; 0 lets the model pick (it aligns a private anon multiple of 512).
+BLOCK_STARTS = (HPAGE, HPAGE, 2 * HPAGE, 0)
+BLOCK_LENGTHS = (HPAGE, HPAGE, 2 * HPAGE)
+# Pages of the block at 0x200 (and the next one): first, second, a single page in the
+# middle, last; the first and last page of the next block.
+BLOCK_PAGES = (HPAGE, HPAGE + 1, HPAGE + 0x100, 2 * HPAGE - 1, 2 * HPAGE, 3 * HPAGE - 1)
+THP_ADVICE = (O.Advice.HUGEPAGE, O.Advice.COLLAPSE, O.Advice.NOHUGEPAGE)
+_PRIVATE_ANON = ANON_FLAGS[0]
+
+
+@cache
+def block_vpns() -> SearchStrategy[int]:
+    """A page of a 512-aligned block (BLOCK_PAGES), one draw in 4 a window page (the
+    window's pages from 0x200 on are inside the first block too)."""
+    return _mostly(st.sampled_from(BLOCK_PAGES), vpns(), one_in=4)
+
+
+@cache
+def block_ranges() -> SearchStrategy[tuple[int, int]]:
+    """(vpn, npages) of a range op on a block: a whole block, a single page (at its
+    start, end or inside: the huge PMD is split), the block's second half, or a
+    range running from inside it past its end."""
+    return st.sampled_from((
+        (HPAGE, HPAGE), (HPAGE, 1), (2 * HPAGE - 1, 1), (HPAGE + 0x100, 1),
+        (HPAGE + 0x100, 0x100), (HPAGE + 0x1f0, 0x20), (HPAGE, 2 * HPAGE), (HPAGE + 1, 4)))
+
+
+@cache
+def thp_modes() -> SearchStrategy[str]:
+    """`set thp` values: always first (shrinks there: every eligible fault a THP)."""
+    return st.sampled_from(("always", "madvise", "never"))
+
+
+def _thp_set_ops() -> SearchStrategy[O.Set]:
+    """thp mostly, thp_zero, rarely thp_alloc (fail is reset by programs()) and
+    max_ptes_none."""
+    return _mostly(
+        st.one_of(st.builds(O.Set, st.just(O.SetKey.THP), thp_modes()),
+                  st.builds(O.Set, st.just(O.SetKey.THP_ZERO), st.sampled_from(("1", "0")))),
+        st.one_of(st.builds(O.Set, st.just(O.SetKey.THP_ALLOC), st.sampled_from(("fail", "ok"))),
+                  _set_ops(O.SetKey.MAX_PTES_NONE)), one_in=6)
+
+
 # --- one op each --------------------------------------------------------------------------
 
 def mmap_ops(proc: NameArg, file: Optional[NameArg] = None) -> SearchStrategy[O.Mmap]:
@@ -246,6 +302,79 @@ def fork_ops(proc: NameArg) -> SearchStrategy[O.Fork]:
 
 def exit_ops(proc: NameArg) -> SearchStrategy[O.Exit]:
     return st.builds(O.Exit, _names(proc))
+
+
+def huge_mmap_ops(proc: NameArg) -> SearchStrategy[O.Mmap]:
+    """Whole 512-page blocks at 512-aligned addresses, private anon (one draw in 8
+    populated: faulted in at once, or shared anon: no THP, collapse is ENOSYS)."""
+    flags = _mostly(st.just(_PRIVATE_ANON), st.sampled_from((ANON_FLAGS[2], ANON_FLAGS[1])))
+    return st.builds(O.Mmap, _names(proc), block_starts(),
+                     _mostly(st.just(HPAGE), st.just(2 * HPAGE), one_in=4), prots(), flags)
+
+
+@cache
+def block_starts() -> SearchStrategy[int]:
+    """0x200 mostly (the window's writes land in it), else 0x400 or 0 (model picks)."""
+    return _mostly(st.just(HPAGE), st.sampled_from((2 * HPAGE, 0)), one_in=4)
+
+
+def thp_ops(proc: NameArg) -> SearchStrategy[O.Op]:
+    """madvise hugepage / collapse / nohugepage over a block (or the window), split at a
+    block page, or a THP setting."""
+    madv = st.builds(lambda p, r, a: O.Madvise(p, r[0], r[1], a), _names(proc),
+                     _mostly(st.sampled_from(((HPAGE, HPAGE), (HPAGE, 2 * HPAGE))),
+                             st.tuples(vpns(), page_counts(huge=True)), one_in=4),
+                     st.sampled_from(THP_ADVICE))
+    return st.one_of(madv, st.builds(O.Split, _names(proc), block_vpns()), _thp_set_ops())
+
+
+@cache
+def _block_kinds() -> SearchStrategy[str]:
+    return st.sampled_from(("write", "read", "mprotect", "munmap", "dontneed", "pin",
+                            "poke", "pageout", "write", "read"))
+
+
+def block_ops(proc: NameArg) -> SearchStrategy[O.Op]:
+    """CPU accesses and range ops aimed at blocks: a read, write, poke or 1-page rw
+    pin of a block page; mprotect, munmap, dontneed or pageout of a block range
+    (whole, a single page, half: a partial range splits the huge PMD)."""
+    def build(p, kind, vpn, rng, value, prot):
+        if kind == "write":
+            return O.Write(p, vpn, value)
+        if kind == "read":
+            return O.Read(p, vpn)
+        if kind == "poke":
+            return O.Poke(p, vpn, value)
+        if kind == "pin":
+            return O.Pin(p, vpn, 1, O.PinMode.RW)
+        if kind == "mprotect":
+            return O.Mprotect(p, *rng, prot)
+        if kind == "munmap":
+            return O.Munmap(p, *rng)
+        return O.Madvise(p, *rng, O.Advice.DONTNEED if kind == "dontneed"
+                         else O.Advice.PAGEOUT)
+    return st.builds(build, _names(proc), _block_kinds(), block_vpns(), block_ranges(),
+                     values(), prots())
+
+
+def clear_refs_ops(proc: NameArg) -> SearchStrategy[O.ClearRefs]:
+    return st.builds(O.ClearRefs, _names(proc))
+
+
+@cache
+def file_spans() -> SearchStrategy[tuple[int, int]]:
+    """(pgoff, npages) of wp_range / clean_record: the file's first pages (what the
+    window's shared mappings at offset file_pages() map), the whole window-sized
+    file, one page, sometimes empty or far past the end."""
+    return _mostly(st.one_of(st.tuples(st.integers(0, 8), st.integers(1, 8)),
+                             st.just((0, WINDOW_PAGES))),
+                   st.sampled_from(((0, 0), (WINDOW_PAGES, 4), (0, O.HPAGE_PMD_NR))))
+
+
+def dirty_ops(file: NameArg) -> SearchStrategy[O.Op]:
+    """wp_range or clean_record of ``file``."""
+    return st.builds(lambda f, kind, span: kind(f, *span), _names(file),
+                     st.sampled_from((O.CleanRecord, O.WpRange)), file_spans())
 
 
 def file_ops(name: NameArg) -> SearchStrategy[O.File]:
@@ -388,27 +517,22 @@ class Scope:
 
 
 def out_of_scope_ops(scope: Scope) -> SearchStrategy[O.Op]:
-    """One op of a later issue (GPU VMs, THP split, settings, clear_refs, dirty
-    tracking), with names valid in ``scope``: the models must both answer ENOSYS."""
+    """One op of a later issue (GPU VMs), with names valid in ``scope``: the models
+    must both answer ENOSYS. (THP, settings, clear_refs and dirty tracking moved to
+    thp_ops, block_ops and dirty_ops with issue 5.)"""
     return _out_of_scope_ops(scope.key())
 
 
 @lru_cache(maxsize=1024)
 def _out_of_scope_ops(key: tuple) -> SearchStrategy[O.Op]:
     scope = Scope.from_key(key)
-    proc = st.sampled_from(scope.proc_names())
     cands: list[SearchStrategy[O.Op]] = [
-        st.builds(O.ClearRefs, proc),
-        st.builds(O.Split, proc, vpns()),
         st.one_of(st.builds(O.VmInit, st.just(scope.next_vm())),   # [start npages]: both or none
                   st.builds(O.VmInit, st.just(scope.next_vm()), vpns(), page_counts())),
-        st.sampled_from(list(O.SetKey)).flatmap(_set_ops),
     ]
     if scope.files:
         file = st.sampled_from(scope.files)
-        cands += [st.builds(O.WpRange, file, file_pages(), page_counts()),
-                  st.builds(O.CleanRecord, file, file_pages(), page_counts()),
-                  st.builds(O.UnbindObj, file)]
+        cands += [st.builds(O.UnbindObj, file)]
     if scope.vms:
         vm = st.sampled_from(scope.vms)
         cands += [st.builds(O.VmRun, vm, st.one_of(st.none(), st.integers(0, 4))),
@@ -432,15 +556,18 @@ def _set_ops(key: O.SetKey) -> SearchStrategy[O.Set]:
 # they build the state (COW, sharing) that the other ops then cut and protect; pins
 # (about one op in 20) and their DMA reads/writes, unpins and pokes come next, then
 # the device ops (about one op in 8: mirrors, device reads/writes, exclusive grants,
-# atomics, events, folio locks), madvise pageout / mergeable and ksm_scan.
+# atomics, events, folio locks), madvise pageout / mergeable and ksm_scan; then issue
+# 5 (about one op in 8): whole-block mmaps, THP advices / split / settings, accesses
+# and range ops aimed at blocks, clear_refs and wp_range / clean_record.
 KIND_WEIGHTS: dict[str, int] = {
     "mmap": 3, "mmap_file": 2, "write": 5, "read": 3, "munmap": 1, "mprotect": 2,
     "madvise": 2, "fork": 1, "exit": 1, "file": 1, "fread": 1, "fwrite": 1, "state": 1,
     "same": 1, "pin": 2, "pread": 1, "pwrite": 1, "unpin": 1, "poke": 1,
     "mirror": 1, "unmirror": 1, "device": 2, "lock": 1, "swap_ksm": 1,
+    "huge_mmap": 1, "thp": 2, "block": 2, "clear_refs": 1, "dirty": 1,
     "out_of_scope": 1,
 }
-_NEEDS_FILE = {"mmap_file", "fread", "fwrite"}
+_NEEDS_FILE = {"mmap_file", "fread", "fwrite", "dirty"}
 _NEEDS_PIN = {"pread", "pwrite", "unpin"}
 _NEEDS_SUB = {"unmirror"}
 
@@ -470,6 +597,9 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
                                     devents_ops(dev)),
         "lock": lambda: st.one_of(lock_ops(proc), unlock_ops(proc)),
         "swap_ksm": lambda: st.one_of(swap_ksm_ops(proc), ksm_scan_ops()),
+        "huge_mmap": lambda: huge_mmap_ops(proc), "thp": lambda: thp_ops(proc),
+        "block": lambda: block_ops(proc), "clear_refs": lambda: clear_refs_ops(proc),
+        "dirty": lambda: dirty_ops(file),
         "out_of_scope": lambda: out_of_scope_ops(scope),
     }
     return table[kind]()
@@ -496,7 +626,10 @@ def programs(draw, max_ops: int = 40, min_ops: int = 1, files: int = 1,
              weights: Optional[dict[str, int]] = None) -> Prog:
     """A program of ``min_ops..max_ops`` drawn ops after ``files`` leading
     ``file fN 24`` lines; every name is valid where it is used (Scope), so
-    ``parse(format_prog(p))`` gives the same ops back."""
+    ``parse(format_prog(p))`` gives the same ops back. A whole-block private anon
+    mmap at a fixed address is followed by ``madvise ... hugepage`` on it two times in
+    3; a ``set thp_alloc fail`` is followed, 1-4 drawn ops later, by ``set
+    thp_alloc ok`` (unless the program ends first)."""
     if not 0 <= min_ops <= max_ops:
         raise ValueError(f"min_ops={min_ops}, max_ops={max_ops}: need 0 <= min_ops <= max_ops")
     scope = Scope()
@@ -504,7 +637,29 @@ def programs(draw, max_ops: int = 40, min_ops: int = 1, files: int = 1,
     for _ in range(files):
         body.append(O.File(scope.next_file(), WINDOW_PAGES))
         scope.record(body[-1])
+    fail_left = 0                     # drawn ops until `set thp_alloc ok` (0: none due)
     for _ in range(draw(st.integers(min_ops, max_ops))):
-        body.append(draw(ops(scope, weights)))
-        scope.record(body[-1])
+        op = draw(ops(scope, weights))
+        body.append(op)
+        scope.record(op)
+        if isinstance(op, O.Mmap) and op.vpn and _whole_blocks(op) \
+                and draw(_HUGE_AFTER, label="madvise hugepage"):
+            body.append(O.Madvise(op.proc, op.vpn, op.npages, O.Advice.HUGEPAGE))
+        if isinstance(op, O.Set) and op.key is O.SetKey.THP_ALLOC:
+            fail_left = draw(_FAIL_OPS, label="fail lasts") if op.value == "fail" else 0
+        elif fail_left:
+            fail_left -= 1
+            if not fail_left:
+                body.append(O.Set(O.SetKey.THP_ALLOC, "ok"))
     return Prog.of(body, source="<hypothesis>")
+
+
+# Drawn ops a `set thp_alloc fail` stays on in programs() (unless the program ends first).
+_FAIL_OPS = st.integers(1, 4)
+_HUGE_AFTER = st.integers(0, 2).map(bool)      # shrinks to False
+
+
+def _whole_blocks(op: O.Mmap) -> bool:
+    """A private anon mapping of whole 512-aligned blocks (where THPs fault in)."""
+    return (op.file is None and op.flags == _PRIVATE_ANON and op.npages > 0
+            and not (op.vpn | op.npages) % HPAGE)
