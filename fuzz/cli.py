@@ -126,6 +126,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from mmdiff.fuzz import bench_mix
         bench_mix.print_table(bench_mix.measure(args.ref_seconds, args.seed))
         return EXIT_OK
+    if args.thp:
+        from mmdiff.fuzz import bench_thp
+        bench_thp.print_table(bench_thp.measure(args.ops, args.seed, args.ref_seconds))
+        return EXIT_OK
     from mmdiff.fuzz import bench
     figures = bench.measure(args.ops, args.seed, args.ref_seconds)
     bench.print_table(figures)
@@ -417,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--mixes", action="store_true",
                        help="instead: fuzz execs/s of the foundation op mix vs the device-heavy "
                             "and swap/KSM mixes (--ref-seconds each)")
+    bench.add_argument("--thp", action="store_true",
+                       help="instead: the THP workload (1024 THP faults over 2 GiB, then splits, "
+                            "forks, mprotect, dontneed; --ops mix ops) and the impl's memory "
+                            "per PMD-mapped vs split 2 MiB block")
     bench.add_argument("--mutant", action="append", metavar="NAME",
                        help="with --mutants: only this mutant (repeatable)")
     bench.add_argument("--budget", type=_pos_float, default=120.0, metavar="S",
