@@ -116,6 +116,19 @@ cdef uint32_t _huge_block(mem_map_t *mem, kmem_t *k) noexcept nogil:
     return aligned
 
 
+cdef void _reset_frames(mem_map_t *mem, uint32_t h, uint32_t flags) noexcept nogil:
+    """The 512 frame records of a huge block, counts and contents zero, flags set."""
+    cdef int32_t i
+    cdef folio_t *f
+    for i in range(HPAGE_PMD_NR):
+        f = pfn_folio(mem, h + i)
+        f.refcount = 0
+        f.mapcount = 0
+        f.pincount = 0
+        f.value = 0
+        f.flags = flags
+
+
 cdef uint32_t thp_alloc(mem_map_t *mem, kmem_t *k) noexcept nogil:
     """A zeroed anon THP: head refcount 1, no mappings, no MM ids (the caller maps it and
     sets AnonExclusive). Return: the head pfn, 0 on OOM."""
@@ -124,13 +137,7 @@ cdef uint32_t thp_alloc(mem_map_t *mem, kmem_t *k) noexcept nogil:
     cdef folio_t *f
     if h == 0:
         return 0
-    for i in range(HPAGE_PMD_NR):
-        f = pfn_folio(mem, h + i)
-        f.refcount = 0
-        f.mapcount = 0
-        f.pincount = 0
-        f.value = 0
-        f.flags = PG_anon | PG_tail
+    _reset_frames(mem, h, PG_anon | PG_tail)
     f = pfn_folio(mem, h)
     f.flags = PG_anon | PG_head
     f.refcount = 1
@@ -139,15 +146,7 @@ cdef uint32_t thp_alloc(mem_map_t *mem, kmem_t *k) noexcept nogil:
 
 cdef void thp_free(mem_map_t *mem, uint32_t head) noexcept nogil:
     """Free all 512 frames of a THP as one block (free_pages of an order-9 folio)."""
-    cdef int32_t i
-    cdef folio_t *f
-    for i in range(HPAGE_PMD_NR):
-        f = pfn_folio(mem, head + i)
-        f.flags = PG_free
-        f.refcount = 0
-        f.mapcount = 0
-        f.pincount = 0
-        f.value = 0
+    _reset_frames(mem, head, PG_free)
     pfn_folio(mem, head).value = mem.huge_free_head
     mem.huge_free_head = head
     mem.nr_free += HPAGE_PMD_NR
@@ -164,13 +163,7 @@ cdef uint32_t hzero_get(mem_map_t *mem, kmem_t *k) noexcept nogil:
     h = _huge_block(mem, k)
     if h == 0:
         return 0
-    for i in range(HPAGE_PMD_NR):
-        f = pfn_folio(mem, h + i)
-        f.refcount = 0
-        f.mapcount = 0
-        f.pincount = 0
-        f.value = 0
-        f.flags = PG_reserved
+    _reset_frames(mem, h, PG_reserved)
     mem.hzero_pfn = h
     return h
 

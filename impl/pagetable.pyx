@@ -49,16 +49,14 @@ cdef inline uint64_t *_table_populate(uint64_t *table, int64_t i, kmem_t *k) noe
 
 cdef uint64_t *pte_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nogil:
     """The PTE slot of vpn, allocating missing PUD/PMD/PTE tables; NULL on OOM."""
-    cdef uint64_t *pud = _table_populate(pgd, level_index(vpn, PGDIR_SHIFT), k)
-    if pud == NULL:
+    cdef uint64_t *pmdp = pmd_alloc_map(pgd, k, vpn)
+    if pmdp == NULL:
         return NULL
-    cdef uint64_t *pmd = _table_populate(pud, level_index(vpn, PUD_SHIFT), k)
-    if pmd == NULL:
-        return NULL
-    if pmd_trans_huge(pmd[level_index(vpn, PMD_SHIFT)]):
+    if pmd_trans_huge(pmdp[0]):
         k.oom = 1                                # a model bug: split before PTE access
         return NULL
-    cdef uint64_t *pte = _table_populate(pmd, level_index(vpn, PMD_SHIFT), k)
+    cdef uint64_t *pte = _table_populate(pmdp - level_index(vpn, PMD_SHIFT),
+                                         level_index(vpn, PMD_SHIFT), k)
     if pte == NULL:
         return NULL
     return pte + level_index(vpn, PTE_SHIFT)

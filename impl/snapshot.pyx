@@ -2,32 +2,8 @@
 from libc.stdlib cimport realloc, free
 
 
-cdef void _collect_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
-    cdef entry_buf_t *buf = <entry_buf_t *>ctx
-    cdef int64_t cap
-    cdef entry_t *items
-    cdef uint64_t *table = pte_table_of(ptep, vpn)
-    cdef int64_t first = vpn & TABLE_MASK, end = first + n
-    cdef int64_t i = next_used(table, first, end)
-    while i < end:
-        if buf.n == buf.cap:
-            cap = 1024 if buf.cap == 0 else buf.cap * 2
-            items = <entry_t *>realloc(buf.items, cap * sizeof(entry_t))
-            if items == NULL:
-                buf.oom = 1
-                return
-            buf.items = items
-            buf.cap = cap
-        buf.items[buf.n].vpn = vpn - first + i
-        buf.items[buf.n].pte = table[i]
-        buf.n += 1
-        i = next_used(table, i + 1, end)
-
-
-cdef void _collect_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
-                       int64_t hi) noexcept nogil:
-    """A huge PMD: one item (haddr, the PMD entry: pmd_trans_huge tells it apart)."""
-    cdef entry_buf_t *buf = <entry_buf_t *>ctx
+cdef bint _push(entry_buf_t *buf, int64_t vpn, uint64_t pte) noexcept nogil:
+    """Append one item, growing the buffer; False (buf.oom set) when that fails."""
     cdef int64_t cap
     cdef entry_t *items
     if buf.n == buf.cap:
@@ -35,12 +11,30 @@ cdef void _collect_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
         items = <entry_t *>realloc(buf.items, cap * sizeof(entry_t))
         if items == NULL:
             buf.oom = 1
-            return
+            return False
         buf.items = items
         buf.cap = cap
-    buf.items[buf.n].vpn = haddr
-    buf.items[buf.n].pte = pmdp[0]
+    buf.items[buf.n].vpn = vpn
+    buf.items[buf.n].pte = pte
     buf.n += 1
+    return True
+
+
+cdef void _collect_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
+    cdef entry_buf_t *buf = <entry_buf_t *>ctx
+    cdef uint64_t *table = pte_table_of(ptep, vpn)
+    cdef int64_t first = vpn & TABLE_MASK, end = first + n
+    cdef int64_t i = next_used(table, first, end)
+    while i < end:
+        if not _push(buf, vpn - first + i, table[i]):
+            return
+        i = next_used(table, i + 1, end)
+
+
+cdef void _collect_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                       int64_t hi) noexcept nogil:
+    """A huge PMD: one item (haddr, the PMD entry: pmd_trans_huge tells it apart)."""
+    _push(<entry_buf_t *>ctx, haddr, pmdp[0])
 
 
 cdef void collect_entries(mm_t *mm, entry_buf_t *buf) noexcept nogil:
