@@ -182,6 +182,7 @@ cdef enum:
     ENTRY_DEVEXCL = 4            # a device-exclusive (non-present) entry
     ENTRY_SWAP = 5               # a swap entry (non-present; STATE_EXCL: its exclusive marker)
     ENTRY_HZERO = 6              # the huge zero page (PMD level only)
+    ENTRY_PFN = 7                # a raw device pfn (VM_PFNMAP: devmem.pyx), PTE or special PMD
     STATE_WRITABLE = 1 << 4
     STATE_DIRTY = 1 << 5
     STATE_SOFT_DIRTY = 1 << 6
@@ -242,6 +243,7 @@ cdef extern from *:
     #define MMDIFF_PGTABLE_SPAN (((int64_t)1) << 36)
     #define MMDIFF_NUM_CLAMP (((int64_t)1) << 60)
     #define MMDIFF_FILE_LIMIT_PAGES (((int64_t)1) << 51)
+    #define MMDIFF_DEV_PFN_BIT (((uint32_t)1) << 31)
     """
     # TASK_SIZE_MAX in pages: 2^47 - 4096 bytes (the last page is a guard).
     const int64_t TASK_SIZE_PAGES "MMDIFF_TASK_SIZE_PAGES"
@@ -253,3 +255,6 @@ cdef extern from *:
     const int64_t NUM_CLAMP "MMDIFF_NUM_CLAMP"
     # File pages from here on start at byte 2^63: a negative loff_t (MAX_LFS_FILESIZE).
     const int64_t FILE_LIMIT_PAGES "MMDIFF_FILE_LIMIT_PAGES"
+    # Device pfns (devmem.pyx) have this bit set: frame-table pfns stay below it. The
+    # low 31 bits are the BO page's pgoff (mod 2^31): a BO's page 0 is 2 MiB aligned.
+    const uint32_t DEV_PFN_BIT "MMDIFF_DEV_PFN_BIT"

@@ -11,7 +11,9 @@
 # - wp_pte: present + writable -> wrprotect, counted. clean_record_pte: dirty ->
 #   mkclean (write and soft-dirty kept), counted, bit pgoff - first set.
 # - Huge PMDs are skipped (wp_clean_pmd_entry: ACTION_CONTINUE, never split):
-#   walk_pte_runs passes over them.
+#   the walk passes over them; a skipped PMD that is writable or dirty hits the
+#   kernel's WARN_ON: machine.warnings + 1 (devmem.md).
+# - A devmem BO becomes tracked (devmem.pyx) at its first wp_range / clean_record.
 # - nr == 0: nothing (the kernel's interval query would wrap; callers never pass 0).
 from libc.stdlib cimport qsort
 
@@ -59,6 +61,15 @@ cdef void _clean_record_pte_run(void *ctx, uint64_t *ptep, int64_t vpn,
             m.bits[m.nr_bits] = c.vma_pgoff + (base + i - c.vma_start) - c.first
             m.nr_bits += 1
         i = next_used(table, i + 1, end)
+
+
+cdef void _wp_clean_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
+                        int64_t hi) noexcept nogil:
+    """wp_clean_pmd_entry: a huge PMD is skipped, never split;
+    WARN_ON(pmd_write || pmd_dirty) is counted in machine.warnings."""
+    cdef dirty_ctx_t *c = <dirty_ctx_t *>ctx
+    if pte_write(pmdp[0]) or pte_dirty(pmdp[0]):
+        c.m.warnings += 1
 
 
 cdef inline bint _key_less(int64_t pa, int32_t ka, int64_t sa, int64_t pb, int32_t kb,
@@ -110,7 +121,7 @@ cdef void _mapping_walk(machine_t *m, int32_t file, int64_t first, int64_t nr,
         mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_PROTECTION_PAGE, s, e, NO_OWNER)
         c.vma_start = v.start
         c.vma_pgoff = v.pgoff
-        walk_pte_runs(mm.pgd, s, e, fn, c)         # huge PMDs passed over
+        walk_page_range(mm.pgd, s, e, fn, _wp_clean_pmd, c)   # huge PMDs passed over
         if c.oom:
             return
 
@@ -122,6 +133,8 @@ cdef void sys_wp_range(machine_t *m, int32_t file, int64_t first, int64_t nr,
     if not m.files[file].live:
         res_set(r, RES_ERRNO, EBADF)
         return
+    if m.files[file].devmem:
+        m.files[file].tracked = 1                  # vmwgfx: VMW_BO_DIRTY_MKWRITE from now on
     c.m = m
     c.total = 0
     c.first = first
@@ -145,6 +158,8 @@ cdef void sys_clean_record(machine_t *m, int32_t file, int64_t first, int64_t nr
     if not m.files[file].live:
         res_set(r, RES_ERRNO, EBADF)
         return
+    if m.files[file].devmem:
+        m.files[file].tracked = 1                  # vmwgfx: VMW_BO_DIRTY_MKWRITE from now on
     if m.nr_bits == m.cap_bits and kgrow(&m.kmem, <void **>&m.bits, &m.cap_bits,
                                          sizeof(int64_t), 16) < 0:
         return

@@ -22,6 +22,8 @@
 #   (zram bypass: certainly exclusive), else a new swap-cache folio; exclusive (writable
 #   with VM_WRITE) when the entry's marker says so or nothing else references it; a
 #   write fault then goes on to do_wp_page if the entry is still read-only.
+# - A pfnmap VMA (devmem BO) has its own path: devmem.pyx devmem_fault (special PMDs,
+#   pfn PTEs, wp_pfn_shared); nothing below sees its entries.
 # - wp_can_reuse_anon_folio never reuses a KSM page; a swap-cache folio first leaves
 #   the cache when no swap entry needs it (folio_free_swap).
 
@@ -329,10 +331,13 @@ cdef int handle_mm_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn,
     Return: VM_FAULT_OK (the entry is present, and writable for a write, unless a DX
     entry was restored), VM_FAULT_SIGBUS or VM_FAULT_OOM.
     """
-    cdef uint64_t *pmdp = pmd_offset_map(mm.pgd, vpn)
+    cdef uint64_t *pmdp
     cdef uint64_t *ptep
     cdef uint64_t pte
     cdef int rc
+    if mm.vmas[idx].pfnmap:
+        return devmem_fault(m, mm, idx, vpn, flags)   # huge_fault / vmf_insert_pfn
+    pmdp = pmd_offset_map(mm.pgd, vpn)
     if pmdp != NULL and pmd_trans_huge(pmdp[0]):
         if (flags & (FAULT_FLAG_WRITE | FAULT_FLAG_UNSHARE)) and not pte_write(pmdp[0]):
             rc = do_huge_pmd_wp_page(m, mm, idx, vpn, pmdp, flags)   # wp_huge_pmd

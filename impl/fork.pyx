@@ -13,6 +13,8 @@
 # PROTECTION_PAGE covers it) and then copied as present; if its folio is locked the
 # fork fails (copy_nonpresent_pte -> try_restore_exclusive_pte: -EBUSY, which
 # copy_pmd_range turns into -ENOMEM) and stops.
+# A VM_PFNMAP VMA is always copied, with no event: a special PMD as is (old), a pfn PTE
+# with pte_mkclean (devmem.md "fork").
 
 
 ctypedef struct copy_ctx_t:
@@ -77,6 +79,10 @@ cdef void copy_pte_run(void *ctx, uint64_t *src, int64_t vpn, int64_t n) noexcep
                 return
             restore_exclusive_pte(m, c.vma, &table[i])   # -ENOENT: copy it as present
             pte = table[i]
+        if c.vma.pfnmap:                         # a pfn PTE: no page; shared -> pte_mkclean
+            table_set(dst, i, pte_mkold(pte & ~(<uint64_t>_PAGE_DIRTY)))
+            i = next_used(table, i + 1, end)
+            continue
         if not pte_special(pte):                 # the zero page has no counts
             folio = pfn_folio(&m.mem, pte_pfn(pte))   # the page (a THP subpage: its own AE)
             if (folio.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(
@@ -117,7 +123,7 @@ cdef void copy_huge_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
     cdef uint64_t *dst
     if c.err or m.kmem.oom:
         return
-    if not is_hzero_pfn(&m.mem, h):
+    if not is_hzero_pfn(&m.mem, h) and not pte_is_dev(pmd):   # special PMD: copied as is
         head = pfn_folio(&m.mem, h)
         if (head.flags & PG_anon_exclusive) and folio_needs_cow_for_dma(m, c.src, head):
             split_huge_pmd(m, c.src, pmdp, haddr)    # -EAGAIN: copy_pte_range follows
@@ -165,7 +171,10 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent, int *err) noexcept nogil:
             cv.forked = 1
         if vma_insert(m, child, child.nr_vmas, &cv) < 0:
             break
-        if not wipe and pv.anon_vma != 0:        # vma_needs_copy
+        if pv.pfnmap:                            # vma_needs_copy: VM_PFNMAP, always;
+            ctx.vma = pv                         # shared: no PROTECTION_PAGE
+            walk_page_range(parent.pgd, pv.start, pv.end, copy_pte_run, copy_huge_pmd, &ctx)
+        elif not wipe and pv.anon_vma != 0:      # vma_needs_copy
             # copy_page_range of a COW mapping: MMU_NOTIFY_PROTECTION_PAGE over the VMA
             mmu_notifier_invalidate_range(m, parent, MMU_NOTIFY_PROTECTION_PAGE, pv.start,
                                           pv.end, NO_OWNER)

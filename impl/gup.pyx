@@ -15,7 +15,10 @@ cdef enum:
 
 cdef inline bint _check_vma_flags(vma_t *v, int gup) noexcept nogil:
     """check_vma_flags: FOLL_WRITE needs VM_WRITE, or FOLL_FORCE in a COW mapping (every
-    private mapping: VM_MAYWRITE is always set); a read needs VM_READ unless FOLL_FORCE."""
+    private mapping: VM_MAYWRITE is always set); a read needs VM_READ unless FOLL_FORCE.
+    VM_IO | VM_PFNMAP (a devmem mapping) is refused first."""
+    if v.pfnmap:
+        return False
     if gup & GUP_WRITE:
         return v.prot == PROT_RW or ((gup & GUP_FORCE) != 0 and not v.shared)
     return v.prot != PROT_NONE or (gup & GUP_FORCE) != 0
@@ -210,7 +213,16 @@ cdef void sys_poke(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
                    mm_res_t *r) noexcept nogil:
     """mem_rw write: access_remote_vm with FOLL_FORCE|FOLL_WRITE; nothing copied -> EIO."""
     cdef int64_t pfn = _follow_page(m, mm, vpn, GUP_WRITE | GUP_FORCE)
+    cdef int32_t idx
     if pfn == GUP_EFAULT:
+        idx = find_vma(mm, vpn)
+        if not m.kmem.oom and idx >= 0 and mm.vmas[idx].pfnmap:
+            # __access_remote_vm: GUP failed, vm_ops->access (ttm_bo_vm_access) writes
+            # the BO page; no fault, no entry change
+            if devmem_store(m, m.files[mm.vmas[idx].file],
+                            linear_page_index(&mm.vmas[idx], vpn), value) == 0:
+                res_set(r, RES_OK, 0)
+            return
         if not m.kmem.oom:
             res_set(r, RES_ERRNO, EIO)
         return

@@ -194,8 +194,8 @@ cdef int hmm_range_fault(machine_t *m, mm_t *mm, int64_t vpn, bint write,
     cdef int32_t idx = find_vma(mm, vpn)
     cdef uint64_t pte
     cdef int rc, tries
-    if idx < 0 or mm.vmas[idx].prot == PROT_NONE:
-        return EFAULT
+    if idx < 0 or mm.vmas[idx].prot == PROT_NONE or mm.vmas[idx].pfnmap:
+        return EFAULT                            # hmm_vma_walk_test: VM_IO | VM_PFNMAP too
     for tries in range(3):                       # a DX restore, then a write fault
         pte = pte_lookup(mm.pgd, vpn)            # a PTE or a huge PMD's subpage
         if pte_present(pte) and (not write or pte_write(pte)):

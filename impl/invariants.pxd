@@ -33,6 +33,8 @@ cdef enum:
     INV_THP_PMD = 29         # a huge PMD not inside one private anon VMA, or not a THP head / hzero
     INV_THP_COUNTS = 30      # THP: entire_mapcount != huge PMDs mapping it, or a tail record bad
     INV_THP_MMID = 31        # THP: MM-id total != large mapcount (entire + PTE mapcounts)
+    INV_PFNMAP = 32          # a pfn entry outside a pfnmap VMA / not its linear pgoff, a special
+                             # PMD misaligned or not wholly inside, or another kind in a pfnmap VMA
 
 ctypedef struct inv_report_t:
     int32_t code             # INV_*

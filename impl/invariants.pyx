@@ -27,6 +27,7 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
     cdef inv_ctx_t *c = <inv_ctx_t *>ctx
     cdef uint64_t *used = table_used(pte_table_of(ptep, vpn))
     cdef int64_t i, slot
+    cdef int32_t idx
     cdef uint64_t pte
     cdef uint32_t pfn
     cdef folio_t *folio
@@ -39,8 +40,17 @@ cdef void _check_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         if pte == 0:
             continue
         # no entry outside a VMA
-        if find_vma(c.mm, vpn + i) < 0:
+        idx = find_vma(c.mm, vpn + i)
+        if idx < 0:
             _fail(c.rep, INV_OUTSIDE_VMA, c.proc, vpn + i, pte_pfn(pte), 0, 0)
+            continue
+        # pfn entries only in pfnmap VMAs, each the device pfn of its linear pgoff;
+        # pfnmap VMAs hold no other kind (devmem.md "Invariants"); no counts
+        if c.mm.vmas[idx].pfnmap or pte_is_dev(pte):
+            if not c.mm.vmas[idx].pfnmap or not pte_is_dev(pte) or (pte & _PAGE_PSE) \
+                    or pte_pfn(pte) != dev_pfn(linear_page_index(&c.mm.vmas[idx], vpn + i)):
+                _fail(c.rep, INV_PFNMAP, c.proc, vpn + i, pte_pfn(pte),
+                      c.mm.vmas[idx].pfnmap, <int64_t>pte)
             continue
         if is_swap_pte(pte):
             _check_swap_pte(c, vpn + i, pte)
@@ -79,6 +89,15 @@ cdef void _check_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
     cdef uint32_t pfn = pte_pfn(pmd)
     cdef int32_t idx = find_vma(c.mm, haddr)
     cdef folio_t *head
+    if pte_is_dev(pmd) or (idx >= 0 and c.mm.vmas[idx].pfnmap):
+        # a special PMD: in a pfnmap VMA, the whole block inside it, pgoff(haddr) 2 MiB
+        # aligned, the device pfn of that pgoff (no PTE table beside it: one PMD slot)
+        if idx < 0 or not c.mm.vmas[idx].pfnmap or not pte_is_dev(pmd) \
+                or c.mm.vmas[idx].start > haddr or c.mm.vmas[idx].end < haddr + HPAGE_PMD_NR \
+                or (linear_page_index(&c.mm.vmas[idx], haddr) & HPAGE_PMD_MASK) \
+                or pfn != dev_pfn(linear_page_index(&c.mm.vmas[idx], haddr)):
+            _fail(c.rep, INV_PFNMAP, c.proc, haddr, pfn, idx, <int64_t>pmd)
+        return
     if idx < 0 or c.mm.vmas[idx].end < haddr + HPAGE_PMD_NR \
             or not vma_is_anon_private(&c.mm.vmas[idx]) or c.mm.vmas[idx].shared:
         _fail(c.rep, INV_THP_PMD, c.proc, haddr, pfn, 0, <int64_t>pmd)

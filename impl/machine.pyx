@@ -31,6 +31,7 @@ include "invariants.pyx"
 include "snapshot.pyx"
 include "dirty.pyx"
 include "softdirty.pyx"
+include "devmem.pyx"
 
 from mmdiff.reference import ops as _ops
 from mmdiff.reference import results as _results
@@ -328,7 +329,8 @@ _ADVICE_CODE = {_ops.Advice.DONTNEED: ADV_DONTNEED, _ops.Advice.DONTFORK: ADV_DO
 
 _ENTRY_KIND = {ENTRY_ZERO: _state.EntryKind.ZERO, ENTRY_ANON: _state.EntryKind.ANON,
                ENTRY_FILE: _state.EntryKind.FILE, ENTRY_DEVEXCL: _state.EntryKind.DEVEXCL,
-               ENTRY_SWAP: _state.EntryKind.SWAP, ENTRY_HZERO: _state.EntryKind.HZERO}
+               ENTRY_SWAP: _state.EntryKind.SWAP, ENTRY_HZERO: _state.EntryKind.HZERO,
+               ENTRY_PFN: _state.EntryKind.PFN}
 # `set KEY VALUE`: key -> (SET_* code, value word -> code; None: the number itself)
 _SET_CODE = {
     _ops.SetKey.THP: (SET_THP, {"never": THP_NEVER, "madvise": THP_MADVISE,
@@ -378,6 +380,8 @@ _INV_NAMES = {
     INV_THP_PMD: "a huge PMD lies in one private anon VMA and maps a THP head or the huge zero folio",
     INV_THP_COUNTS: "THP entire_mapcount == huge PMDs mapping it; tails are tails",
     INV_THP_MMID: "THP MM-id total == large mapcount",
+    INV_PFNMAP: "pfn entries (the linear pgoff's device pfn; special PMDs 2 MiB aligned, "
+                "wholly inside) only in pfnmap VMAs, which hold no other kind",
 }
 
 
@@ -464,6 +468,7 @@ cdef class ImplMachine:
         self.m.mutant = _MUTANT_CODE[mutant] if mutant is not None else MUTANT_NONE
         self.m.bits = NULL                      # clean_record results (dirty.pyx)
         self.m.nr_bits = self.m.cap_bits = 0
+        self.m.warnings = 0                     # WARN_ONs reached (dirty.pyx)
         self.m.thp_mode = THP_MADVISE               # sysfs defaults (thp.md "Settings")
         self.m.thp_zero = 1
         self.m.thp_alloc_fail = 0
@@ -807,6 +812,8 @@ cdef class ImplMachine:
                     flags.append("wipeonfork")
                 if v.softdirty:
                     flags.append("softdirty")   # VM_SOFTDIRTY
+                if v.pfnmap:
+                    flags.append("pfnmap")      # VM_PFNMAP|VM_IO|VM_DONTEXPAND
                 pv.vmas.append(_state.VmaView(
                     v.start, v.end, _PROT_OF_CODE[v.prot], bool(v.shared), name,
                     v.pgoff if name is not None else 0, tuple(sorted(flags)), v.anon_vma != 0))
@@ -819,6 +826,14 @@ cdef class ImplMachine:
                 raise MemoryError("impl out of memory while taking a snapshot")
             for j in range(buf.n):
                 pte = buf.items[j].pte
+                if pte_is_dev(pte):                  # a device page: ("dev", F, pgoff)
+                    i = find_vma(mm, buf.items[j].vpn)
+                    key = ("dev", self._file_names[mm.vmas[i].file],
+                           linear_page_index(&mm.vmas[i], buf.items[j].vpn))
+                    pv.pages[buf.items[j].vpn] = _page_view(
+                        pmd_state_code(m, pte) if pmd_trans_huge(pte) else pte_state_code(m, pte),
+                        key)
+                    continue
                 if pmd_trans_huge(pte):              # a huge PMD: one entry at haddr
                     pfn = pte_pfn(pte)
                     if is_hzero_pfn(&m.mem, pfn):
@@ -855,6 +870,9 @@ cdef class ImplMachine:
         for i, fname in self._file_names.items():
             if not m.files[i].live:
                 continue
+            if m.files[i].devmem:                    # a BO: its values, no page cache
+                raw.devmem[fname] = self._devmem_view(m.files[i])
+                continue
             pages = {}
             n = m.files[i].nr_pages + m.files[i].nr_swapped
             if n:
@@ -872,6 +890,7 @@ cdef class ImplMachine:
                 free(cache)
             raw.files[fname] = pages
         self._snapshot_devices(raw, referenced)
+        raw.warnings = m.warnings
         for s in slots:
             slot = swap_slot(&m.swap, s)
             if slot.cache != 0:
@@ -901,6 +920,25 @@ cdef class ImplMachine:
             raw.folios[("thp", h)] = _state.ThpView(thp_entire(&m.mem, h)[0], folio.pincount,
                                                     tuple(vals), folio_test_locked(folio))
         return raw
+
+    cdef _devmem_view(self, shmem_t *f):
+        """DevmemView of BO f: size, non-zero values ascending, tracked."""
+        cdef int64_t n = f.nr_vals, j
+        cdef int64_t *pgoffs
+        cdef uint64_t *vals
+        values = []
+        if n:
+            pgoffs = <int64_t *>malloc(n * sizeof(int64_t))
+            vals = <uint64_t *>malloc(n * sizeof(uint64_t))
+            if pgoffs == NULL or vals == NULL:
+                free(pgoffs)
+                free(vals)
+                raise MemoryError("impl out of memory while taking a snapshot")
+            n = devmem_collect(f, pgoffs, vals, n)
+            values = [(pgoffs[j], vals[j]) for j in range(n)]
+            free(pgoffs)
+            free(vals)
+        return _state.DevmemView(f.size, tuple(values), bool(f.tracked))
 
     cdef _snapshot_devices(self, raw, set referenced):
         """Devices with mirror entries or pending events, and the live subscriptions."""

@@ -86,6 +86,11 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
         v = &mm.vmas[idx]
         if v.start > cur:
             hole = True
+        if v.pfnmap and (advice == ADV_DONTNEED or advice == ADV_PAGEOUT
+                         or advice == ADV_DOFORK):
+            # madvise_dontneed_free_valid_vma / can_madv_lru_vma: VM_PFNMAP;
+            # MADV_DOFORK: VM_IO
+            return EINVAL
         if advice == ADV_DONTNEED:
             # zap_page_range_single_batched: MMU_NOTIFY_CLEAR over the piece, mapped or not
             mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, max(start, v.start),
@@ -147,6 +152,8 @@ cdef int madvise_populate(machine_t *m, mm_t *mm, int64_t start, int64_t end,
         if idx < 0:
             return ENOMEM                        # no VMA: -ENOMEM
         v = &mm.vmas[idx]
+        if v.pfnmap:
+            return EFAULT                        # check_vma_flags: VM_IO | VM_PFNMAP
         if v.prot == PROT_NONE or (write and v.prot != PROT_RW):
             return EINVAL                        # check_vma_flags with FOLL_MADV_POPULATE
         seg_end = min(end, v.end)

@@ -24,3 +24,4 @@ cdef void zap_page_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noe
 cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil
 cdef void exit_mmap(machine_t *m, mm_t *mm) noexcept nogil
 cdef int64_t get_unmapped_area(mm_t *mm, int64_t npages, int64_t align) noexcept nogil
+cdef int64_t get_unmapped_area_off(mm_t *mm, int64_t npages, int64_t off) noexcept nogil

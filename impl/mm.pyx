@@ -141,3 +141,19 @@ cdef int64_t get_unmapped_area(mm_t *mm, int64_t npages, int64_t align) noexcept
     if cand + npages > TASK_SIZE_PAGES:
         return -1
     return cand
+
+
+cdef int64_t get_unmapped_area_off(mm_t *mm, int64_t npages, int64_t off) noexcept nogil:
+    """Lowest free range of npages starting at >= MMAP_MIN_PAGES whose start is off
+    modulo HPAGE_PMD_NR (a pfnmap of >= 512 pages, devmem.md). -1 if none."""
+    cdef int64_t cand = _align_up(MMAP_MIN_PAGES - off, HPAGE_PMD_NR) + off
+    cdef int32_t i
+    for i in range(mm.nr_vmas):
+        if mm.vmas[i].end <= cand:
+            continue
+        if cand + npages <= mm.vmas[i].start:
+            break
+        cand = _align_up(mm.vmas[i].end - off, HPAGE_PMD_NR) + off
+    if cand + npages > TASK_SIZE_PAGES:
+        return -1
+    return cand

@@ -1,7 +1,7 @@
 # mmap: do_mmap with MAP_FIXED replacement, MAP_POPULATE, and munmap.
 #
 # Check order of rules.md "mmap": N == 0, private xor shared, anon xor file=,
-# pfnmap (ENOSYS), then the address: VPN 0 searches the lowest free range (512-page
+# pfnmap / devmem (devmem.pyx devmem_mmap_check: EINVAL), then the address: VPN 0 searches the lowest free range (512-page
 # aligned for private anon of a multiple of 512 pages), else VPN+N > TASK_SIZE ->
 # ENOMEM. mmap_min_addr is one page on our machines (FACTS Q1): no EPERM for VPN >= 1.
 # A file= that was never created gives EBADF before anything else (fget in
@@ -32,8 +32,8 @@ cdef void _mmap_populate(machine_t *m, mm_t *mm, int64_t start, int64_t end) noe
     failing fault stops it silently."""
     cdef int32_t idx = find_vma(mm, start)
     cdef vma_t *v = &mm.vmas[idx]
-    if v.prot == PROT_NONE:
-        return
+    if v.prot == PROT_NONE or v.pfnmap:
+        return                           # __mm_populate skips VM_IO | VM_PFNMAP
     populate_vma_page_range(m, mm, idx, start, end, v.prot == PROT_RW and not v.shared)
 
 
@@ -50,13 +50,20 @@ cdef void sys_mmap(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept no
     if npages == 0 or private == shared or anon == has_file:
         res_set(r, RES_ERRNO, EINVAL)
         return
-    if flags & MAPF_PFNMAP:
-        res_set(r, RES_ERRNO, ENOSYS)
+    if devmem_mmap_check(m, flags, file, off, npages):
+        res_set(r, RES_ERRNO, EINVAL)
         return
     if has_file and off + npages >= FILE_LIMIT_PAGES:     # file_mmap_ok
         res_set(r, RES_ERRNO, EOVERFLOW)
         return
-    if vpn == 0:
+    if vpn == 0 and (flags & MAPF_PFNMAP) and npages >= HPAGE_PMD_NR:
+        # thp_get_unmapped_area / drm_get_unmapped_area: VA and PFN share their offset
+        # within 2 MiB
+        vpn = get_unmapped_area_off(mm, npages, (off if off >= 0 else 0) & HPAGE_PMD_MASK)
+        if vpn < 0:
+            res_set(r, RES_ERRNO, ENOMEM)
+            return
+    elif vpn == 0:
         vpn = get_unmapped_area(mm, npages,
                                 HPAGE_PMD_NR if private and anon and npages % HPAGE_PMD_NR == 0 else 1)
         if vpn < 0:
@@ -76,6 +83,7 @@ cdef void sys_mmap(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept no
     v.anon_vma = 0
     v.forked = 0
     v.softdirty = 1                  # __mmap_complete: vm_flags_set(vma, VM_SOFTDIRTY)
+    v.pfnmap = (flags & MAPF_PFNMAP) != 0
     v.pgoff = 0
     v.file = NO_FILE
     if anon and shared:

@@ -40,6 +40,7 @@ include "invariants.pxd"
 include "snapshot.pxd"
 include "dirty.pxd"
 include "softdirty.pxd"
+include "devmem.pxd"
 
 # The whole simulated world: frames, processes, shmem objects.
 cdef struct machine_s:
@@ -74,3 +75,4 @@ cdef struct machine_s:
     int64_t *bits           # clean_record results (RES_BITS) until the API decodes them
     int32_t nr_bits
     int32_t cap_bits
+    int64_t warnings        # kernel WARN_ONs the model hit (devmem.md: skipped special PMDs)

@@ -17,6 +17,7 @@ ctypedef struct prot_ctx_t:
     uint8_t shared
     uint8_t writenotify     # vma_wants_writenotify (soft-dirty tracking on a shared rw VMA)
     uint8_t tracking        # vma_soft_dirty_enabled
+    uint8_t pfnmap          # a pfnmap VMA: always write-notify (pfn_mkwrite)
     vma_t *v                # the VMA (change_huge_pmd)
 
 
@@ -38,7 +39,13 @@ cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noex
         if not pte_present(pte):                 # swap or DX entry: newpte == oldpte
             i = next_used(table, i + 1, end)
             continue
-        if c.shared and not c.writenotify:
+        if c.pfnmap:
+            # vm_page_prot without write; MM_CP_TRY_CHANGE_WRITABLE (VM_WRITE) ->
+            # can_change_pte_writable (shared): no soft-dirty fault wanted, and dirty
+            pte = pte_wrprotect(pte)
+            if rw and pte_dirty(pte) and not (c.tracking and not pte_soft_dirty(pte)):
+                pte = pte_mkwrite(pte)
+        elif c.shared and not c.writenotify:
             pte = pte_mkwrite(pte) if rw else pte_wrprotect(pte)
         elif c.shared:
             # vm_page_prot without write (vma_wants_writenotify: soft-dirty tracking);
@@ -94,6 +101,7 @@ cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
     ctx.shared = v.shared
     ctx.writenotify = vma_wants_writenotify(v)
     ctx.tracking = vma_soft_dirty_enabled(v)
+    ctx.pfnmap = v.pfnmap
     ctx.v = v
     walk_page_range(mm.pgd, v.start, v.end, change_pte_run, _change_pmd, &ctx)
 

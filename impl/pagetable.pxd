@@ -43,6 +43,12 @@ cdef inline bint pte_special(uint64_t pte) noexcept nogil:
 cdef inline uint32_t pte_pfn(uint64_t pte) noexcept nogil:
     return <uint32_t>(pte >> PTE_PFN_SHIFT)
 
+cdef inline bint pte_is_dev(uint64_t pte) noexcept nogil:
+    """A special entry mapping a device pfn (a pfn PTE or special huge PMD of a VM_PFNMAP
+    VMA: devmem.pyx); the other special entry is the zero page (pfn 0)."""
+    return (pte & (_PAGE_PRESENT | _PAGE_SPECIAL)) == (_PAGE_PRESENT | _PAGE_SPECIAL) \
+        and (pte_pfn(pte) & DEV_PFN_BIT) != 0
+
 cdef inline uint64_t pfn_pte(uint32_t pfn, uint64_t bits) noexcept nogil:
     return ((<uint64_t>pfn) << PTE_PFN_SHIFT) | bits | _PAGE_PRESENT
 

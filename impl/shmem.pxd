@@ -14,6 +14,10 @@ ctypedef struct shmem_t:
     int32_t nr_vmas     # VMAs backed by this object; a hidden object is released at 0
     uint8_t hidden      # backs a shared anon mapping: not listed in snapshots
     uint8_t live        # created (by the `file` op, or by mmap for a hidden object)
+    uint8_t devmem      # a devmem buffer object (devmem.pyx): the tree holds raw page
+                        # values (0: none stored), nr_pages / nr_swapped stay 0
+    uint8_t tracked     # devmem: dirty tracking on (first wp_range / clean_record)
+    int64_t nr_vals     # devmem: pages with a non-zero value
 
 # One page of the file, as collected by shmem_collect: resident (pfn) or swapped (slot).
 ctypedef struct cache_page_t:

@@ -113,9 +113,10 @@ cdef void shmem_reclaim(machine_t *m, shmem_t *f, int64_t pgoff, uint32_t pfn,
     folio_put(&m.mem, pfn, folio)
 
 
-cdef void _xa_destroy(machine_t *m, uint64_t *node, int shift) noexcept nogil:
+cdef void _xa_destroy(machine_t *m, uint64_t *node, int shift, bint raw) noexcept nogil:
     """Drop the cache reference of every page below node (and the slot reference of
-    every swapped page: shmem_free_swap) and free the nodes."""
+    every swapped page: shmem_free_swap) and free the nodes; raw (a devmem BO's page
+    values): only free the nodes."""
     cdef int i
     cdef uint32_t pfn
     cdef folio_t *folio
@@ -123,7 +124,9 @@ cdef void _xa_destroy(machine_t *m, uint64_t *node, int shift) noexcept nogil:
         if node[i] == 0:
             continue
         if shift > 0:
-            _xa_destroy(m, <uint64_t *><uintptr_t>node[i], shift - XA_CHUNK_SHIFT)
+            _xa_destroy(m, <uint64_t *><uintptr_t>node[i], shift - XA_CHUNK_SHIFT, raw)
+        elif raw:
+            continue
         elif xa_is_swap(node[i]):
             free_swap_and_cache(m, <uint32_t>node[i])
         else:
@@ -137,11 +140,12 @@ cdef void _xa_destroy(machine_t *m, uint64_t *node, int shift) noexcept nogil:
 cdef void shmem_evict_inode(machine_t *m, shmem_t *f) noexcept nogil:
     """Release the whole page cache (shmem_evict_inode: the last user went away)."""
     if f.xa_head != NULL:
-        _xa_destroy(m, f.xa_head, f.xa_shift)
+        _xa_destroy(m, f.xa_head, f.xa_shift, f.devmem)
     f.xa_head = NULL
     f.xa_shift = 0
     f.nr_pages = 0
     f.nr_swapped = 0
+    f.nr_vals = 0
     f.live = 0
 
 

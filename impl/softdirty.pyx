@@ -62,6 +62,8 @@ cdef void sys_clear_refs(machine_t *m, mm_t *mm, mm_res_t *r) noexcept nogil:
     c.m = m
     c.mm = mm
     for i in range(mm.nr_vmas):
+        if mm.vmas[i].pfnmap:
+            continue                             # clear_refs_test_walk: VM_PFNMAP -> 1
         c.vma = &mm.vmas[i]
         walk_page_range(mm.pgd, mm.vmas[i].start, mm.vmas[i].end, _clear_soft_dirty_run,
                         _clear_soft_dirty_pmd, &c)

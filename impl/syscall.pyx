@@ -8,6 +8,14 @@
 # (folio_store).
 
 
+cdef extern from *:
+    """
+    #define MMDIFF_DEV_FRAME_KEY (((int64_t)1) << 62)
+    """
+    # _frame_at of a device page: this bit | file index << 51 | pgoff (`same` compares them)
+    const int64_t DEV_FRAME_KEY "MMDIFF_DEV_FRAME_KEY"
+
+
 cdef mm_t *proc_lookup(machine_t *m, int32_t proc) noexcept nogil:
     """The live address space of process index proc, NULL -> ESRCH."""
     if proc < 0 or proc >= m.nr_procs or not m.procs[proc].alive:
@@ -50,6 +58,10 @@ cdef void sys_read(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept no
         if not fault_in(m, mm, idx, vpn, 0, r):
             return
         pte = pte_lookup(mm.pgd, vpn)
+    if mm.vmas[idx].pfnmap:                      # a device page: the BO's value
+        res_set(r, RES_VALUE, devmem_load(m.files[mm.vmas[idx].file],
+                                          linear_page_index(&mm.vmas[idx], vpn)))
+        return
     res_set(r, RES_VALUE, pfn_folio(&m.mem, pte_pfn(pte)).value)
 
 
@@ -77,6 +89,11 @@ cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
     if ptep == NULL:
         ptep = pte_offset_map(mm.pgd, vpn)
     ptep[0] = pte_mkdirty(ptep[0])
+    if mm.vmas[idx].pfnmap:                      # a device page: into the BO
+        if devmem_store(m, m.files[mm.vmas[idx].file],
+                        linear_page_index(&mm.vmas[idx], vpn), value) == 0:
+            res_set(r, RES_OK, 0)
+        return
     folio_store(pfn_folio(&m.mem, pte_pfn(pte)), value)
     res_set(r, RES_OK, 0)
 
@@ -103,11 +120,10 @@ cdef void sys_fork(machine_t *m, mm_t *mm, mm_res_t *r) noexcept nogil:
 
 
 cdef void sys_file(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
-    """`file F N`: a shmem file of N pages; devmem -> ENOSYS; an existing name -> EEXIST."""
+    """`file F N [devmem]`: a shmem file of N pages, or a devmem BO (devmem.pyx) of N
+    pages; an existing name -> EEXIST; N beyond the file size limit -> EINVAL (both
+    kinds: shmem_file_setup's checks, devmem.md)."""
     cdef shmem_t *f = m.files[op.a0]
-    if op.a2:
-        res_set(r, RES_ERRNO, ENOSYS)
-        return
     if f.live:
         res_set(r, RES_ERRNO, EEXIST)
         return
@@ -116,6 +132,7 @@ cdef void sys_file(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         return
     f.live = 1
     f.size = op.a1
+    f.devmem = 1 if op.a2 else 0
     res_set(r, RES_OK, 0)
 
 
@@ -139,6 +156,9 @@ cdef void sys_fread(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     cdef uint32_t pfn
     if f == NULL:
         return
+    if f.devmem:                                 # a BO page (0 past the end)
+        res_set(r, RES_VALUE, devmem_load(f, op.a1))
+        return
     e = xa_load_entry(f, op.a1)
     if e == 0 or op.a1 >= f.size:
         res_set(r, RES_VALUE, 0)
@@ -154,6 +174,12 @@ cdef void sys_fwrite(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
     cdef shmem_t *f = file_for_io(m, op, r)
     cdef uint32_t pfn
     if f == NULL:
+        return
+    if f.devmem:                                 # a BO page; past the end: as shmem,
+        if devmem_store(m, f, op.a1, <uint64_t>op.a2) == 0:   # the size grows (devmem.md)
+            if op.a1 >= f.size:
+                f.size = op.a1 + 1
+            res_set(r, RES_OK, 0)
         return
     pfn = shmem_get_folio(m, f, op.a1)
     if pfn == 0:
@@ -199,7 +225,9 @@ cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
         if pfn_folio(&m.mem, pte_pfn(pte)).flags & PG_anon_exclusive:
             code |= STATE_EXCL
         return code
-    if pte_special(pte):
+    if pte_is_dev(pte):
+        code = ENTRY_PFN                         # a pfn PTE of a pfnmap VMA
+    elif pte_special(pte):
         code = ENTRY_ZERO
     else:
         folio = pfn_folio(&m.mem, pte_pfn(pte))
@@ -224,8 +252,16 @@ cdef int64_t _frame_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
     never faults)."""
     cdef uint64_t *ptep
     cdef uint32_t pfn
-    if find_vma(mm, vpn) < 0:
+    cdef int32_t idx = find_vma(mm, vpn)
+    cdef uint64_t pte
+    if idx < 0:
         return -1
+    if mm.vmas[idx].pfnmap:                      # a device page: named by (F, pgoff)
+        pte = pte_lookup(mm.pgd, vpn)
+        if pte == 0:
+            return -1
+        return DEV_FRAME_KEY | ((<int64_t>mm.vmas[idx].file) << 51) \
+            | linear_page_index(&mm.vmas[idx], vpn)
     ptep = huge_pmd_at(mm.pgd, vpn)
     if ptep != NULL:
         pfn = pte_pfn(ptep[0])
@@ -239,7 +275,9 @@ cdef int64_t _frame_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
 cdef folio_t *_folio_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
     """The folio mapped at vpn (present or DX entry), NULL for none or the zero page."""
     cdef int64_t pfn = _frame_at(m, mm, vpn)
-    if pfn < 0 or page_is_reserved(&m.mem, <uint32_t>pfn):
+    if pfn < 0 or pfn >= DEV_FRAME_KEY:
+        return NULL                              # none, or a device page: no folio
+    if page_is_reserved(&m.mem, <uint32_t>pfn):
         return NULL
     return page_folio(&m.mem, <uint32_t>pfn)     # the lock is the folio's
 

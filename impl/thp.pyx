@@ -33,6 +33,9 @@ cdef void split_huge_pmd(machine_t *m, mm_t *mm, uint64_t *pmdp, int64_t haddr) 
     cdef folio_t *head
     cdef folio_t *sub
     cdef bint ae
+    if pte_is_dev(pmd):
+        devmem_zap_pmd(m, mm, pmdp, haddr)       # a special VMA: zapped, not split
+        return
     mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_NR, NO_OWNER)
     t = table_alloc(&m.kmem)
     if t == NULL:
@@ -75,9 +78,10 @@ cdef void zap_huge_pmd(machine_t *m, mm_t *mm, uint64_t *pmdp, int64_t haddr) no
     folio_put: freed at 0); the huge zero folio carries no counts."""
     cdef uint32_t h = pte_pfn(pmdp[0])
     cdef folio_t *head
+    cdef bint dev = pte_is_dev(pmdp[0])
     pmd_clear(pmdp, haddr)
-    if is_hzero_pfn(&m.mem, h):
-        return
+    if dev or is_hzero_pfn(&m.mem, h):
+        return                                   # no counts: special PMD, huge zero
     head = pfn_folio(&m.mem, h)
     thp_entire(&m.mem, h)[0] -= 1
     thp_mm_sub(&m.mem, h, mm_id_of(mm), 1)
@@ -177,6 +181,9 @@ cdef void change_huge_pmd(machine_t *m, vma_t *v, uint64_t *pmdp) noexcept nogil
     zero folio stays read-only."""
     cdef uint64_t pmd = pte_wrprotect(pmdp[0])
     cdef uint32_t h = pte_pfn(pmd)
+    if pte_is_dev(pmd):
+        devmem_change_pmd(v, pmdp)               # a special PMD (devmem.pyx)
+        return
     if v.prot == PROT_RW and not v.shared and not is_hzero_pfn(&m.mem, h) \
             and (pfn_folio(&m.mem, h).flags & PG_anon_exclusive) \
             and not pte_needs_soft_dirty_wp(v, pte_soft_dirty(pmd)):
@@ -187,7 +194,9 @@ cdef void change_huge_pmd(machine_t *m, vma_t *v, uint64_t *pmdp) noexcept nogil
 cdef uint64_t pmd_state_code(machine_t *m, uint64_t pmd) noexcept nogil:
     """STATE_* code of a huge PMD: hzero or anon (excl = AnonExclusive of the head)."""
     cdef uint64_t code
-    if is_huge_zero_pmd(&m.mem, pmd):
+    if pte_is_dev(pmd):
+        code = ENTRY_PFN                         # a special PMD of a pfnmap VMA
+    elif is_huge_zero_pmd(&m.mem, pmd):
         code = ENTRY_HZERO
     else:
         code = ENTRY_ANON
@@ -279,10 +288,10 @@ cdef int _collapse_block(machine_t *m, mm_t *mm, int32_t idx, int64_t haddr) noe
     err = _collapse_scan(m, t)
     if err:
         return err
-    if mm.vmas[idx].anon_vma == 0:
-        return EINVAL
     if m.thp_alloc_fail:
-        return ENOMEM                            # SCAN_ALLOC_HUGE_PAGE_FAIL
+        return ENOMEM                            # SCAN_ALLOC_HUGE_PAGE_FAIL: before
+    if mm.vmas[idx].anon_vma == 0:               # hugepage_vma_revalidate (collapse_huge_page
+        return EINVAL                            # allocates first)
     h = thp_alloc(&m.mem, &m.kmem)
     if h == 0:
         return -1

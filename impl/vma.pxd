@@ -13,6 +13,7 @@ ctypedef struct vma_t:
     uint8_t madv        # VM_DONTCOPY | VM_WIPEONFORK
     uint8_t forked      # the anon_vma chain is not singular (a fork child's VMA)
     uint8_t softdirty   # VM_SOFTDIRTY: set by mmap, copied by fork/split, cleared by clear_refs
+    uint8_t pfnmap      # VM_PFNMAP|VM_IO|VM_DONTEXPAND: a devmem BO mapping (devmem.pyx)
 
 cdef inline bint vma_is_anon_private(vma_t *v) noexcept nogil:
     return v.file == NO_FILE

@@ -118,6 +118,8 @@ cdef bint vma_can_merge(vma_t *a, vma_t *b) noexcept nogil:
     """Can b (right after a) merge into a? (can_vma_merge_after + is_mergeable_vma)"""
     if a.end != b.start or a.prot != b.prot or a.shared != b.shared:
         return False
+    if a.pfnmap or b.pfnmap:
+        return False                             # VM_SPECIAL: vma_merge refuses
     if a.file != b.file or a.madv != b.madv:
         return False
     if a.file != NO_FILE and b.pgoff != a.pgoff + (b.start - a.start):

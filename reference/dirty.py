@@ -58,39 +58,47 @@ def _mapping_vmas(procs: dict[str, Mm], file: ShmemFile, first: int,
 
 
 def _walk(procs: dict[str, Mm], file: ShmemFile, first: int, nr: int,
-          pte_entry: Callable[[Vma, int, Pte], bool]) -> int:
+          pte_entry: Callable[[Vma, int, Pte], bool]) -> tuple[int, int]:
     """The mm_walk of both helpers: pre_vma invalidation per VMA part, then pte_entry
-    on every present PTE; huge entries are skipped. Return: PTEs changed."""
-    total = 0
+    on every present PTE; huge entries are skipped, and one that is writable or dirty
+    is a WARN_ON of wp_clean_pmd_entry. Return: (PTEs changed, WARN_ONs reached)."""
+    total = warns = 0
     for mm, vma, start, end in _mapping_vmas(procs, file, first, nr):
         mm.notify("protection_page", start, end, None)    # wp_clean_pre_vma
+        seen: set[int] = set()
         for vpn in mm.vpns_in(start, end):
             pte = mm.ptes[vpn]
-            if isinstance(pte, HugePte):
-                continue                                   # wp_clean_pmd_entry: skipped
+            if isinstance(pte, HugePte):                   # wp_clean_pmd_entry: skipped
+                if vpn >> 9 not in seen and (pte.writable or pte.dirty):
+                    warns += 1                             # WARN_ON(pmd_write || pmd_dirty)
+                seen.add(vpn >> 9)
+                continue
             if not pte.present:
                 continue                                   # pte_write/pte_dirty of none
             if pte_entry(vma, vpn, pte):
                 total += 1
-    return total
+    return total, warns
 
 
 def wp_shared_mapping_range(procs: dict[str, Mm], file: ShmemFile, first: int,
-                            nr: int) -> int:
+                            nr: int, warnings: int) -> tuple[int, int]:
     """Write-protect every writable PTE mapping [first, first + nr) of file (wp_pte).
-    Return: PTEs actually write-protected (read-only ones are not counted)."""
+    Return: PTEs actually write-protected (read-only ones are not counted), and the
+    machine's WARN_ON count plus this walk's."""
     def wp_pte(vma: Vma, vpn: int, pte: Pte) -> bool:
         if not pte.writable:
             return False
         pte.writable = False                               # pte_wrprotect
         return True
-    return _walk(procs, file, first, nr, wp_pte)
+    total, warns = _walk(procs, file, first, nr, wp_pte)
+    return total, warnings + warns
 
 
 def clean_record_shared_mapping_range(procs: dict[str, Mm], file: ShmemFile, first: int,
-                                      nr: int) -> tuple[int, list[int]]:
+                                      nr: int, warnings: int) -> tuple[int, list[int], int]:
     """Clean every dirty PTE mapping [first, first + nr) of file and record its pgoff
-    (clean_record_pte), bitmap_pgoff = first. Return: (PTEs cleaned, set bits ascending)."""
+    (clean_record_pte), bitmap_pgoff = first. Return: (PTEs cleaned, set bits ascending,
+    the WARN_ON count as wp_shared_mapping_range)."""
     bits: set[int] = set()
 
     def clean_record_pte(vma: Vma, vpn: int, pte: Pte) -> bool:
@@ -99,8 +107,8 @@ def clean_record_shared_mapping_range(procs: dict[str, Mm], file: ShmemFile, fir
         pte.dirty = False                                  # pte_mkclean (soft-dirty kept)
         bits.add(vma.pgoff_of(vpn) - first)                # __set_bit(pgoff - bitmap_pgoff)
         return True
-    total = _walk(procs, file, first, nr, clean_record_pte)
-    return total, sorted(bits)
+    total, warns = _walk(procs, file, first, nr, clean_record_pte)
+    return total, sorted(bits), warnings + warns
 
 
 def bits_text(total: int, bits: list[int]) -> str:

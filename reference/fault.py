@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .folio import ZERO_PAGE, Folio, SubPage, Thp, folio_alloc_anon
+from .devmem import pfnmap_fault
 from .huge_memory import huge_pmd_fault
 from .mm import Mm
 from .mprotect import can_change_pte_writable
@@ -70,6 +71,9 @@ def handle_pte_fault(mm: Mm, i: int, vpn: int, write: bool,
                      unshare: bool = False) -> Optional[Signal]:
     """The fault proper, after the caller's permission check (the arch check for the
     CPU, check_vma_flags for GUP). Return: None, or SIGBUS past a file's EOF."""
+    if mm.vmas[i].pfnmap:
+        pfnmap_fault(mm, i, vpn, write)           # device memory: huge_fault / insert_pfn
+        return None
     if huge_pmd_fault(mm, i, vpn, write, unshare):
         return None                               # handled at PMD level (THP, huge zero)
     vma = mm.vmas[i]

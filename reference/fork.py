@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
+from .devmem import copy_special_pmd
 from .fault import restore_exclusive_pte
 from .folio import HPAGE_PMD_NR, Folio, folio_alloc_anon
 from .huge_memory import copy_huge_pmd
@@ -30,8 +31,9 @@ from .vma import Vma, anon_vma_alloc
 
 
 def vma_needs_copy(src: Vma) -> bool:
-    """Only a VMA with an anon_vma can hold anon pages the child could not refault."""
-    return src.anon_vma is not None
+    """A VMA with an anon_vma can hold anon pages the child could not refault; a
+    VM_PFNMAP one holds entries no fault handler of the child could rebuild."""
+    return src.anon_vma is not None or src.pfnmap
 
 
 def folio_needs_cow_for_dma(src: Mm, folio: Folio) -> bool:
@@ -82,7 +84,8 @@ def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
         child.vmas.append(cvma)
         if not vma_needs_copy(vma):
             continue
-        parent.notify("protection_page", vma.start, vma.end, None)   # is_cow_mapping
+        if not vma.shared:
+            parent.notify("protection_page", vma.start, vma.end, None)   # is_cow_mapping
         # copy_pte_range allocates the child's table wherever the parent has one, even an
         # empty one (checked on 6.18: the child then faults at PTE level there)
         child.tables.update(idx for idx in parent.tables
@@ -93,6 +96,10 @@ def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
                 continue
             pte = parent.ptes[vpn]
             if isinstance(pte, HugePte):               # copy_pmd_range: copy_huge_pmd
+                if pte.pmd.special:
+                    copy_special_pmd(parent, child, vpn >> 9)
+                    huge_done = vpn | (HPAGE_PMD_NR - 1)
+                    continue
                 if copy_huge_pmd(parent, child, vpn >> 9):
                     huge_done = vpn | (HPAGE_PMD_NR - 1)
                     continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from .devmem import pfnmap_poke
 from .fault import handle_pte_fault
 from .folio import Folio, HugeZeroPage, Thp, ZeroPage, folio_get, folio_put, folio_store
 from .mm import Mm
@@ -45,6 +46,8 @@ def is_cow_mapping(vma: Vma) -> bool:
 def check_vma_flags(vma: Vma, write: bool, force: bool) -> Optional[Errno]:
     """check_vma_flags: FOLL_WRITE needs VM_WRITE, or FOLL_FORCE in a COW mapping;
     a read needs VM_READ unless FOLL_FORCE (VM_MAYREAD is always set)."""
+    if vma.pfnmap:
+        return Errno.EFAULT                       # VM_IO | VM_PFNMAP: no struct pages
     if write:
         if not vma.prot.write and (not force or not is_cow_mapping(vma)):
             return Errno.EFAULT
@@ -157,6 +160,9 @@ def unpin_user_pages(handle: PinHandle) -> None:
 def poke(mm: Mm, vpn: int, value: int) -> Optional[Errno]:
     """mem_rw write: access_remote_vm with FOLL_FORCE|FOLL_WRITE (a FOLL_GET reference
     held only for the copy). Nothing copied -> EIO."""
+    vma = mm.find_vma(vpn)
+    if vma is not None and vma.pfnmap:
+        return pfnmap_poke(vma, vpn, value)   # GUP fails; vm_ops->access (ttm_bo_vm_access)
     page = get_user_page(mm, vpn, write=True, force=True, pin=False, longterm=False)
     if isinstance(page, Errno):
         return Errno.EIO

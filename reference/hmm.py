@@ -27,8 +27,8 @@ def hmm_range_fault(mm: Mm, vpn: int, write: bool) -> Union[tuple[Page, str], Er
     read-only entry faults; a fault that would SIGBUS -> EFAULT.
     """
     i = mm.find_vma_index(vpn)
-    if i is None or not mm.vmas[i].prot.read:
-        return Errno.EFAULT
+    if i is None or not mm.vmas[i].prot.read or mm.vmas[i].pfnmap:
+        return Errno.EFAULT                     # hmm_vma_walk_test: VM_IO|VM_PFNMAP too
     for _ in range(4):              # hmm_range_fault retries the walk after each fault
         pte = mm.ptes.get(vpn)
         if pte is not None and pte.present and (pte.writable or not write):

@@ -122,18 +122,20 @@ def change_huge_pmd(mm: Mm, vma: Vma, idx: int) -> None:
     assert pmd is not None
     if pmd.is_zero:
         return
-    assert isinstance(pmd.folio, Thp)
     pmd.writable = (vma.prot.write and vma.prot.read
                     and can_change_pmd_writable(vma, pmd))
 
 
 def can_change_pmd_writable(vma: Vma, pmd: Pmd) -> bool:
     """can_change_pmd_writable: soft-dirty tracking wants the write fault; private: the
-    folio must be exclusive (the head's AnonExclusive)."""
+    folio must be exclusive (the head's AnonExclusive); shared (device memory): only a
+    PMD already dirty."""
     if pte_needs_soft_dirty_wp(vma, pmd.soft_dirty):
         return False                                   # pmd_needs_soft_dirty_wp
+    if vma.shared:
+        return pmd.dirty                               # a special PMD: the FS was notified
     assert isinstance(pmd.folio, Thp)
-    return vma.shared or pmd.folio.head.anon_exclusive
+    return pmd.folio.head.anon_exclusive
 
 
 def copy_huge_pmd(parent: Mm, child: Mm, idx: int) -> bool:

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 from . import ops as O
 from .api import InvariantError
 from .fault import handle_mm_fault
+from .devmem import BufferObject, DevPage, huge_aligned
 from .folio import HPAGE_PMD_NR, Folio, HugeZeroPage, SubPage, Thp, ZeroPage, folio_store
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
@@ -30,7 +31,7 @@ from .pagetable import HugePte
 from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
 from .shmem import ShmemFile
 from .swap import SwapSlot
-from .state import (HZERO_KEY, NONE_PAGE, ZERO_KEY, DeviceView, FrameView, ProcView,
+from .state import (HZERO_KEY, NONE_PAGE, ZERO_KEY, DeviceView, DevmemView, FrameView, ProcView,
                     RawSnapshot, SlotView, SubView, ThpView, VmaView, event_sort_key)
 from .sysfs import ThpSettings
 
@@ -55,6 +56,7 @@ class ReferenceMachine:
 
     def __init__(self) -> None:
         self.thp = ThpSettings()             # shared by every mm (sysfs is global)
+        self.warnings = 0                    # kernel WARN_ONs the rules reach (dirty.py)
         self.notifiers = Notifiers()
         self.procs: dict[str, Mm] = {"p0": self._new_mm("p0")}
         self.devops = DeviceOps(self.notifiers, self.procs)
@@ -132,7 +134,12 @@ class ReferenceMachine:
                 self._note_frame(snap, p)
         for sname, sub in self.notifiers.subs.items():
             snap.subs[sname] = SubView(sub.dev, sub.proc, sub.start, sub.end, sub.seq)
+        snap.warnings = self.warnings
         for fname, f in self.files.items():
+            if isinstance(f, BufferObject):
+                snap.devmem[fname] = DevmemView(f.size, tuple(sorted(f.values.items())),
+                                                f.tracked)
+                continue
             snap.files[fname] = {pgoff: folio for pgoff, folio in f.pages.items()}
             snap.files[fname].update(f.swapped)
             for key in snap.files[fname].values():
@@ -186,6 +193,11 @@ class ReferenceMachine:
                     if pte.writable:
                         raise InvariantError(f"{pname}: zero page mapped writable at {vpn:#x}")
                     continue
+                if isinstance(pte.page, DevPage) != bool(mm.find_vma(vpn).pfnmap):
+                    raise InvariantError(f"{pname}: pfn entry and pfnmap VMA disagree at "
+                                         f"{vpn:#x}: {pte!r}")
+                if isinstance(pte.page, DevPage):
+                    continue                              # device memory: never counted
                 page = pte.page
                 assert isinstance(page, Folio)
                 # I1: a writable anon PTE maps an AnonExclusive page
@@ -263,6 +275,12 @@ class ReferenceMachine:
         vma = mm.find_vma(vpn)
         if (vpn >> 9) in mm.tables:
             raise InvariantError(f"{pname}: huge PMD and a PTE table at {vpn:#x}")
+        if pte.pmd.special or (vma is not None and vma.pfnmap):
+            if not (pte.pmd.special and vma is not None and vma.pfnmap
+                    and huge_aligned(vma, vpn >> 9)):
+                raise InvariantError(f"{pname}: special PMD at {vpn:#x} outside an aligned "
+                                     f"pfnmap block")
+            return
         if vma is None or vma.end < vpn + HPAGE_PMD_NR or vma.shared or not vma.is_anon:
             raise InvariantError(f"{pname}: huge PMD at {vpn:#x} not inside a private anon VMA")
         pmd = pte.pmd
@@ -319,10 +337,10 @@ class ReferenceMachine:
     # --- helpers ------------------------------------------------------------------------
 
     def _all_files(self) -> list[ShmemFile]:
-        seen = {id(f): f for f in self.files.values()}
+        seen = {id(f): f for f in self.files.values() if isinstance(f, ShmemFile)}
         for mm in self.procs.values():
             for v in mm.vmas:
-                if v.file is not None:
+                if isinstance(v.file, ShmemFile):
                     seen.setdefault(id(v.file), v.file)
         return list(seen.values())
 
@@ -371,8 +389,12 @@ class ReferenceMachine:
         if sig is not None:
             return signal(sig)
         pte = mm.ptes[op.vpn]
-        assert pte.writable and isinstance(pte.page, Folio), f"write fault left {pte!r}"
-        folio_store(pte.page, op.value)
+        assert pte.writable, f"write fault left {pte!r}"
+        if isinstance(pte.page, DevPage):
+            pte.page.store(op.value)                      # device memory (devmem.py)
+        else:
+            assert isinstance(pte.page, Folio), f"write fault left {pte!r}"
+            folio_store(pte.page, op.value)
         pte.mkdirty()
         return OK
 
@@ -397,13 +419,12 @@ class ReferenceMachine:
         return OK
 
     def _file(self, op: O.File) -> Result:
-        if op.devmem:
-            return ENOSYS                               # device memory: issue 5
         if op.file in self.files:
             return errno(Errno.EEXIST)
         if op.npages >= O.FILE_LIMIT_PAGES:
             return errno(Errno.EINVAL)                  # ftruncate: negative loff_t
-        self.files[op.file] = ShmemFile(op.file, op.npages)
+        self.files[op.file] = (BufferObject(op.file, op.npages) if op.devmem
+                               else ShmemFile(op.file, op.npages))
         return OK
 
     def _file_for_io(self, op: Union[O.FileRead, O.FileWrite]) -> Union[ShmemFile, Result]:
@@ -473,14 +494,21 @@ class ReferenceMachine:
         f = self.files.get(op.file)
         if f is None:
             return errno(Errno.EBADF)
-        return value(wp_shared_mapping_range(self.procs, f, op.pgoff, op.npages))
+        if isinstance(f, BufferObject):
+            f.tracked = True                            # vmw_bo_dirty_add: MKWRITE tracking
+        n, self.warnings = wp_shared_mapping_range(self.procs, f, op.pgoff, op.npages,
+                                                   self.warnings)
+        return value(n)
 
     def _clean_record(self, op: O.CleanRecord) -> Result:
         """clean_record_shared_mapping_range, bitmap_pgoff = pgoff (dirty.py)."""
         f = self.files.get(op.file)
         if f is None:
             return errno(Errno.EBADF)
-        total, bits = clean_record_shared_mapping_range(self.procs, f, op.pgoff, op.npages)
+        if isinstance(f, BufferObject):
+            f.tracked = True
+        total, bits, self.warnings = clean_record_shared_mapping_range(
+            self.procs, f, op.pgoff, op.npages, self.warnings)
         return text_result(bits_text(total, bits))
 
     def _clear_refs(self, op: O.ClearRefs) -> Result:

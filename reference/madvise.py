@@ -37,6 +37,8 @@ def madvise_populate(mm: Mm, start: int, end: int, write: bool) -> Optional[Errn
         vma = mm.find_vma(vpn)
         if vma is None:
             return Errno.ENOMEM
+        if vma.pfnmap:
+            return Errno.EFAULT        # GUP's check_vma_flags refuses VM_IO|VM_PFNMAP
         if not vma.prot.read or (write and not vma.prot.write):
             return Errno.EINVAL
         if populate_fault(mm, vpn, write) is not None:
@@ -44,8 +46,10 @@ def madvise_populate(mm: Mm, start: int, end: int, write: bool) -> Optional[Errn
     return None
 
 
-def _page_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> None:
+def _page_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> Optional[Errno]:
     """The advices that act on the pages of [start, end) of one VMA (no VMA change)."""
+    if vma.pfnmap:
+        return Errno.EINVAL    # madvise_dontneed_free_valid_vma / can_madv_lru_vma: VM_PFNMAP
     if advice is Advice.DONTNEED:
         mm.notify("clear", start, end, None)           # zap_page_range_single
         mm.zap_range(start, end)                       # madvise_dontneed_single_vma
@@ -53,6 +57,7 @@ def _page_behavior(mm: Mm, vma: Vma, start: int, end: int, advice: Advice) -> No
             mm.free_tables(start, end, lambda idx: False)  # try_to_free_pte: empty tables go
     elif advice is Advice.PAGEOUT:
         pageout_range(mm, start, end)                  # madvise_pageout
+    return None
 
 
 def _flag_update(vma: Vma, advice: Advice) -> Union[dict, Errno]:
@@ -61,6 +66,8 @@ def _flag_update(vma: Vma, advice: Advice) -> Union[dict, Errno]:
     if advice is Advice.DONTFORK:
         return {"dontfork": True}                      # VM_DONTCOPY
     if advice is Advice.DOFORK:
+        if vma.pfnmap:
+            return Errno.EINVAL                        # VM_IO must stay VM_DONTCOPY-able
         return {"dontfork": False}
     if advice is Advice.WIPEONFORK:
         if vma.file is not None or vma.shared:
@@ -68,8 +75,8 @@ def _flag_update(vma: Vma, advice: Advice) -> Union[dict, Errno]:
         return {"wipeonfork": True}
     if advice is Advice.KEEPONFORK:
         return {"wipeonfork": False}
-    if advice is Advice.MERGEABLE:
-        return {} if vma.shared else {"mergeable": True}   # vma_ksm_compatible
+    if advice is Advice.MERGEABLE:                     # vma_ksm_compatible
+        return {} if vma.shared or vma.pfnmap else {"mergeable": True}
     if advice is Advice.UNMERGEABLE:
         return {"mergeable": False}
     if advice is Advice.HUGEPAGE:                      # hugepage_madvise
@@ -131,7 +138,10 @@ def do_madvise(mm: Mm, vpn: int, npages: int, advice: Advice) -> Optional[Errno]
             if e:
                 changed.append((a, b))
         else:
-            _page_behavior(mm, vma, a, b, advice)
+            e = _page_behavior(mm, vma, a, b, advice)
+            if e is not None:
+                err = e
+                break
     else:
         if cursor < end:
             err = Errno.ENOMEM

@@ -92,8 +92,8 @@ class Mm:
         pte = self.ptes.get(vpn)
         assert not isinstance(pte, HugePte), f"zap_pte inside a huge PMD at {vpn:#x}"
         self.ptes.pop(vpn, None)
-        if pte is None or isinstance(pte.page, ZeroPage):
-            return
+        if pte is None or (pte.swap is None and not isinstance(pte.page, Folio)):
+            return                     # the zero page, a device page: not counted
         if pte.swap is not None:
             free_swap_and_cache(pte.swap)
             return
@@ -158,6 +158,9 @@ class Mm:
             pmd.folio.mm_add(self.name, 1)
             for i, page in enumerate(pmd.folio.pages):
                 self.ptes[base + i] = HugePte(pmd, page)
+        elif pmd.special:
+            for i in range(HPAGE_PMD_NR):
+                self.ptes[base + i] = HugePte(pmd, pmd.folio.page(i))
         else:
             for i in range(HPAGE_PMD_NR):
                 self.ptes[base + i] = HugePte(pmd, pmd.folio)
@@ -178,13 +181,16 @@ class Mm:
     def split_huge_pmd(self, idx: int) -> bool:
         """__split_huge_pmd: a CLEAR invalidation of the block, then (_locked) 512 PTEs
         with the PMD's write/dirty/soft-dirty bits; the huge zero folio becomes 512
-        zero-page PTEs. AnonExclusive of the head goes to every subpage (RMAP_EXCLUSIVE)
+        zero-page PTEs; a special PMD (device memory) is just cleared. AnonExclusive of the head goes to every subpage (RMAP_EXCLUSIVE)
         when set. The folio stays one THP. Return whether a huge PMD was there."""
         pmd = self.huge_pmd(idx)
         if pmd is None:
             return False
         base = idx << 9
         self.notify("clear", base, base + HPAGE_PMD_NR, None)
+        if pmd.special:
+            self.zap_pmd(idx)          # vma_is_special_huge: cleared, no PTE table
+            return True
         for i in range(HPAGE_PMD_NR):
             del self.ptes[base + i]
         self.tables.add(idx)

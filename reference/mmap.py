@@ -14,6 +14,7 @@ from .mm import Mm
 from .ops import (ADDR_LIMIT_PAGES, FILE_LIMIT_PAGES, HPAGE_PMD_NR, MMAP_MIN_PAGES,
                   TASK_SIZE_PAGES, MapFlag, Prot)
 from .results import Errno
+from .devmem import BufferObject
 from .shmem import ShmemFile
 from .vma import Vma, merge_range
 
@@ -22,16 +23,20 @@ from .vma import Vma, merge_range
 MMAP_PICK_MIN = MMAP_MIN_PAGES
 
 
-def get_unmapped_area(mm: Mm, npages: int, align: int) -> Optional[int]:
-    """Lowest free range of npages at or above MMAP_PICK_MIN, aligned to `align` pages
-    (thp_get_unmapped_area aligns private anon mappings whose length is a PMD multiple)."""
+def get_unmapped_area(mm: Mm, npages: int, align: int, offset: int = 0) -> Optional[int]:
+    """Lowest free range of npages at or above MMAP_PICK_MIN whose start is `offset`
+    modulo `align` pages (thp_get_unmapped_area aligns private anon mappings whose length
+    is a PMD multiple; drm_get_unmapped_area gives a BO mapping of >= 2 MiB the file
+    offset's position within 2 MiB, so that address and PFN can share a huge entry)."""
+    def up(c: int) -> int:
+        return c + (offset - c) % align
     cand = MMAP_PICK_MIN
     for vma in mm.vmas:
-        cand = -(-cand // align) * align
+        cand = up(cand)
         if cand + npages <= vma.start:
             return cand
         cand = max(cand, vma.end)
-    cand = -(-cand // align) * align
+    cand = up(cand)
     return cand if cand + npages <= TASK_SIZE_PAGES else None
 
 
@@ -88,13 +93,20 @@ def do_mmap(mm: Mm, vpn: int, npages: int, prot: Prot, flags: frozenset,
         return Errno.EINVAL                       # MAP_TYPE must be exactly one of them
     if (MapFlag.ANON in flags) == (file is not None):
         return Errno.EINVAL
-    if MapFlag.PFNMAP in flags:
-        return Errno.ENOSYS                       # device memory: issue 5
+    pfnmap = MapFlag.PFNMAP in flags
+    if pfnmap != isinstance(file, BufferObject):
+        return Errno.EINVAL                       # a BO maps only through its driver
+    if pfnmap and (not shared or (off or 0) + npages > file.size):
+        return Errno.EINVAL                       # ttm_bo_mmap_obj: no COW; drm_gem_mmap: size
     if file is not None and (off or 0) + npages >= FILE_LIMIT_PAGES:
         return Errno.EOVERFLOW                    # file_mmap_ok: past MAX_LFS_FILESIZE
     if vpn == 0:
-        align = HPAGE_PMD_NR if (not shared and file is None and npages % HPAGE_PMD_NR == 0) else 1
-        picked = get_unmapped_area(mm, npages, align)
+        align, offset = 1, 0
+        if not shared and file is None and npages % HPAGE_PMD_NR == 0:
+            align = HPAGE_PMD_NR
+        elif pfnmap and npages >= HPAGE_PMD_NR:
+            align, offset = HPAGE_PMD_NR, (off or 0) % HPAGE_PMD_NR
+        picked = get_unmapped_area(mm, npages, align, offset)
         if picked is None:
             return Errno.ENOMEM
         vpn = picked
@@ -108,7 +120,7 @@ def do_mmap(mm: Mm, vpn: int, npages: int, prot: Prot, flags: frozenset,
         pgoff = vpn                                # anonymous vm_pgoff = addr >> PAGE_SHIFT
     else:
         pgoff = off or 0
-    mm.vmas.append(Vma(vpn, vpn + npages, prot, shared, file, pgoff))
+    mm.vmas.append(Vma(vpn, vpn + npages, prot, shared, file, pgoff, pfnmap=pfnmap))
     mm.vmas.sort(key=lambda v: v.start)
     mm.vmas = merge_range(mm.vmas, vpn, vpn + npages)
     if MapFlag.POPULATE in flags:
@@ -120,8 +132,8 @@ def mm_populate(mm: Mm, start: int, end: int) -> None:
     """__mm_populate / populate_vma_page_range: write-fault private writable VMAs (break
     COW), read-fault the rest, skip PROT_NONE; errors are ignored (stop at the first)."""
     for vma in mm.vmas_in(start, end):
-        if not vma.prot.read:
-            continue                            # PROT_NONE: GUP refuses, nothing mapped
+        if not vma.prot.read or vma.pfnmap:
+            continue                            # PROT_NONE, VM_PFNMAP: GUP refuses
         write = vma.prot.write and not vma.shared
         for vpn in range(max(start, vma.start), min(end, vma.end)):
             if populate_fault(mm, vpn, write) is not None:

@@ -54,6 +54,9 @@ class Pte:
         if isinstance(page, ZeroPage):
             return PageView(EntryKind.ZERO, Level.PTE, self.writable, self.dirty,
                             self.soft_dirty, False, ZERO_KEY)
+        if not isinstance(page, Folio):                 # a pfn entry of device memory
+            return PageView(EntryKind.PFN, Level.PTE, self.writable, self.dirty,
+                            self.soft_dirty, False, page.key)
         kind = EntryKind.ANON if page.anon else EntryKind.FILE
         if self.devexcl:
             kind = EntryKind.DEVEXCL
@@ -65,7 +68,7 @@ class Pte:
 class Pmd:
     """A huge PMD leaf: a THP (anon) or the huge zero folio, with its entry bits."""
 
-    folio: Union[Thp, HugeZeroPage]
+    folio: object                  # Thp, HUGE_ZERO_PAGE, or a DevHuge (devmem.py)
     writable: bool = False
     dirty: bool = False
     soft_dirty: bool = False
@@ -73,6 +76,11 @@ class Pmd:
     @property
     def is_zero(self) -> bool:
         return self.folio is HUGE_ZERO_PAGE
+
+    @property
+    def special(self) -> bool:
+        """A special PMD of device memory (pmd_special, vma_is_special_huge)."""
+        return not isinstance(self.folio, (Thp, HugeZeroPage))
 
     def mkdirty(self) -> None:
         """pmd_mkdirty: sets soft-dirty too on x86."""
@@ -83,6 +91,9 @@ class Pmd:
         if isinstance(self.folio, HugeZeroPage):
             return PageView(EntryKind.HZERO, Level.PMD, False, False, self.soft_dirty,
                             False, HZERO_KEY)
+        if not isinstance(self.folio, Thp):             # a special PMD of device memory
+            return PageView(EntryKind.PFN, Level.PMD, self.writable, self.dirty,
+                            self.soft_dirty, False, self.folio.page(0).key)
         return PageView(EntryKind.ANON, Level.PMD, self.writable, self.dirty,
                         self.soft_dirty, self.folio.head.anon_exclusive, self.folio)
 

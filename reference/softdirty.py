@@ -61,6 +61,8 @@ def clear_refs_soft_dirty(mm: Mm) -> None:
         vma.softdirty = False                             # vm_flags_clear(VM_SOFTDIRTY)
     mm.notify("soft_dirty", 0, ADDR_LIMIT_PAGES, None)
     for vma in list(mm.vmas):
+        if vma.pfnmap:
+            continue                                      # clear_refs_test_walk: VM_PFNMAP
         for vpn in mm.vpns_in(vma.start, vma.end):
             pte = mm.ptes[vpn]
             if isinstance(pte, HugePte):

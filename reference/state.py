@@ -130,6 +130,16 @@ class ThpView:
 
 
 @dataclass(frozen=True)
+class DevmemView:
+    """A device-memory buffer object: size, non-zero page values (pgoff, value) ascending,
+    and whether dirty tracking began."""
+
+    pages: int
+    values: tuple[tuple[int, int], ...]
+    tracked: bool
+
+
+@dataclass(frozen=True)
 class SlotView:
     """A swap slot: entries referencing it, the contents written out, the swap-cache frame."""
 
@@ -193,6 +203,8 @@ class RawSnapshot:
     slots: dict[Hashable, SlotView] = field(default_factory=dict)     # every referenced slot
     files: dict[str, dict[int, Hashable]] = field(default_factory=dict)  # file -> pgoff -> frame
     folios: dict[Hashable, ThpView] = field(default_factory=dict)     # every referenced THP
+    devmem: dict[str, DevmemView] = field(default_factory=dict)       # buffer objects by name
+    warnings: int = 0                                                  # kernel WARN_ONs reached
 
 
 def _name_order(name: str) -> tuple[str, int]:
@@ -213,6 +225,8 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
     def cname(key: Optional[Hashable]) -> str:
         if key is None:
             return "-"
+        if isinstance(key, tuple) and key[0] == "dev":
+            return f"{key[1]}:{key[2]:#x}"       # a device page: (BO, pgoff) is its PFN
         if key not in names:
             fv = raw.frames.get(key)
             if fv is not None and fv.head is not None:
@@ -244,6 +258,13 @@ def canonicalize(raw: RawSnapshot) -> dict[str, str]:
             out[f"{dname} events"] = " ".join(sorted(dev.events, key=event_sort_key))
     for sname in sorted(raw.subs, key=_name_order):
         out[f"{sname}"] = raw.subs[sname].describe()
+    for fname in sorted(raw.devmem, key=_name_order):
+        dv = raw.devmem[fname]
+        vals = ",".join(f"{i:#x}:{v:#x}" for i, v in dv.values) or "-"
+        out[f"{fname} devmem"] = f"pages={dv.pages:#x} vals={vals}" + (
+            " tracked" if dv.tracked else "")
+    if raw.warnings:
+        out["warnings"] = str(raw.warnings)
     for fname in sorted(raw.files, key=_name_order):
         for pgoff, key in sorted(raw.files[fname].items()):
             out[f"{fname} pgoff {pgoff:#x}"] = cname(key)

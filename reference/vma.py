@@ -48,6 +48,7 @@ class Vma:
     mergeable: bool = False        # VM_MERGEABLE (MADV_MERGEABLE: KSM may scan it)
     hugepage: bool = False         # VM_HUGEPAGE (MADV_HUGEPAGE)
     nohugepage: bool = False       # VM_NOHUGEPAGE (MADV_NOHUGEPAGE)
+    pfnmap: bool = False           # VM_PFNMAP|VM_IO|VM_DONTEXPAND: a device-memory BO (devmem.py)
     anon_vma: Optional[int] = None
     anon_vma_forked: bool = False  # anon_vma_chain not singular (anon_vma_fork)
     # VM_SOFTDIRTY: set on every new mapping (__mmap_complete), copied by fork (dup_mmap)
@@ -75,7 +76,8 @@ class Vma:
     def view_flags(self) -> tuple[str, ...]:
         """The flag words of the canonical VMA view: madvise state plus `softdirty`
         (VM_SOFTDIRTY), sorted."""
-        return tuple(sorted(self.madvise_flags() + (("softdirty",) if self.softdirty else ())))
+        return tuple(sorted(self.madvise_flags() + (("softdirty",) if self.softdirty else ())
+                            + (("pfnmap",) if self.pfnmap else ())))
 
     def same_flags(self, other: "Vma") -> bool:
         """The vm_flags besides the access bits agree (madvise state)."""
@@ -110,6 +112,8 @@ def vma_wants_writenotify(vma: Vma) -> bool:
     vma_set_page_prot then drops the write bit from vm_page_prot. (The model derives
     vm_page_prot from the flags at each use; the kernel recomputes it at mmap,
     mprotect and clear_refs, which is the same for every op we have.)"""
+    if vma.pfnmap:
+        return vma.shared and vma.prot.write      # the BO's vm_ops->pfn_mkwrite
     return vma.shared and vma.prot.write and vma_soft_dirty_enabled(vma)
 
 
@@ -125,6 +129,7 @@ def _anon_vma_compatible_for_merge(a: Vma, b: Vma) -> bool:
 def can_merge(a: Vma, b: Vma) -> bool:
     """is_mergeable_vma + pgoff contiguity + is_mergeable_anon_vma for a directly below b."""
     return (a.end == b.start and a.prot == b.prot and a.shared == b.shared
+            and not a.pfnmap and not b.pfnmap          # VM_SPECIAL never merges
             and a.file is b.file and b.pgoff == a.pgoff + (a.end - a.start)
             and a.same_flags(b) and _anon_vma_compatible_for_merge(a, b))
 
