@@ -84,6 +84,21 @@ resources; here the resources are a small model of what the program created so f
   ``wp_range`` aim at files and pgoffs of shared file mappings, first at pages a
   CPU write dirtied (t.dirtied); with nothing dirtied, _needs turns them into a
   write through a writable shared file mapping, or into an mmap creating one.
+- Device memory (devmem.md): one ``file`` in 4 is ``devmem`` (decoded before its
+  size: a BO of mostly 512..2048 pages, _DEV_SIZES, sometimes small or empty). While
+  a BO exists, mmap's prot/flags bytes 0x80-0x9f give ``shared,pfnmap`` (from 0x9c
+  ``private,pfnmap``: EINVAL) and its (file, off) a BO with a 512-aligned offset
+  where N fits, sometimes unaligned, past the end, or a shmem file (_pfn_fileoff);
+  other file mmaps avoid BOs for most bytes. Within _FRESH_OPS ops of a new BO,
+  _needs turns a read or write into a pfnmap of it (_DEVMAP_KEY: a fresh aligned
+  VPN past the THP areas, or 0) and within _FRESH_OPS ops of a pfnmap with whole
+  aligned blocks, into a read or write of one of its pages (_PFN_READ_KEY /
+  _PFN_WRITE_KEY: the fault that inserts a special PMD). _vpn mode 15 and split
+  (bytes 0xc0-0xdf; its process 0x80-0x9f) aim at pages of those blocks (t.pfns),
+  so reads, writes, range ops (1 page, 512), split and fork meet special PMDs;
+  writes through pfnmaps count as dirtied, so wp_range / clean_record aim at BOs
+  too; fread / fwrite pgoff bytes 0xa0-0xaf hit later blocks of a BO. pin on a
+  pfnmap is predicted EFAULT (_pin_ok).
 - The tracker is approximate (no faults, no merges, optimistic about errors): it
   only steers choices, it never decides validity; names follow the parser's rules.
   It keeps each VMA's prot/shared/mergeable/hugepage/nohugepage bits and file
@@ -135,8 +150,12 @@ _MAX_REGIONS = 24        # tracked VMAs per process (creation-indexed, with tomb
 # issue 5, taken from read, state and same: 5 THP advices in 32, and hugepage for
 # the bytes from 0xc0 while a fresh THP-capable VMA is not madvised yet); the
 # 512-aligned private anon mappings through mmap's slots (_vpn_mmap, MMAP_NPAGES,
-# PROTFLAGS) and block-aimed accesses through _vpn mode 6. Every other kind keeps
-# one entry so it stays reachable when the models grow.
+# PROTFLAGS) and block-aimed accesses through _vpn mode 6. Device memory (issue 5,
+# devmem.md) takes no selector entry: devmem BOs come through File's devmem slot (1 in
+# 4 files), pfnmaps through mmap's flag bytes (1 in 8 mmaps while a BO exists) and
+# _needs (_DEVMAP_KEY after a new BO, _PFN_*_KEY after a pfnmap), accesses through
+# _vpn mode 15 / split / the dirtied pages. Every other kind keeps one entry so it
+# stays reachable when the models grow.
 OP_WEIGHTS: dict[type, int] = {
     O.Mmap: 28, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 23, O.Read: 25, O.Write: 32,
     O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 7,
@@ -171,7 +190,8 @@ class _Track:
                  "pinned", "next_sub", "sub_ok", "subs", "hot", "hot_proc", "locked",
                  "merging", "merged", "written",
                  "files", "file_pages", "vms", "vm_range",
-                 "thp", "alloc_fail", "fail_at", "nops", "dirtied", "fresh", "thps")
+                 "thp", "alloc_fail", "fail_at", "nops", "dirtied", "fresh", "thps",
+                 "devmem", "pfns", "fresh_dev", "fresh_pfn")
 
     def __init__(self) -> None:
         self.next_proc = 1                          # p0 exists at start
@@ -211,6 +231,13 @@ class _Track:
         # (proc, haddr) of the blocks of the last _WRITTEN CPU writes that would fault
         # in a THP (a whole block of a private anon VMA, hugepage or `set thp always`)
         self.thps: list[tuple[str, int]] = []
+        self.devmem: list[str] = []                 # devmem files (N > 0), in definition order
+        # (proc, haddr) of the last _WRITTEN 512-aligned blocks of pfnmap mappings whose
+        # first page's pgoff is 512-aligned (special PMDs are inserted there)
+        self.pfns: list[tuple[str, int]] = []
+        # (file, nops) of the newest devmem file definition, until a pfnmap maps it
+        self.fresh_dev: Optional[tuple[str, int]] = None
+        self.fresh_pfn = -_FRESH_OPS - 1            # nops at the newest pfnmap with blocks
 
 
 def _names(prefix: str) -> tuple[str, ...]:
@@ -255,6 +282,7 @@ _NONE = 4      # PROT_NONE
 _M = 8         # VM_MERGEABLE (madvise mergeable on a private VMA: ksm_scan merges there)
 _H = 16        # VM_HUGEPAGE (madvise hugepage)
 _NH = 32       # VM_NOHUGEPAGE (madvise nohugepage)
+_PF = 64       # VM_PFNMAP (a shared,pfnmap mapping of a devmem file)
 _RW, _PNONE = O.Prot.RW, O.Prot.NONE
 
 
@@ -302,14 +330,17 @@ def _reattr(regs: list, a: int, b: int, keep: int, bits: int, private: bool = Fa
             regs.extend(pieces[1:])
 
 
-def _pick_addr(regs: list, npages: int, align: int) -> int:
-    """Roughly the address mmap(vpn=0) picks: lowest free range from MMAP_MIN_PAGES."""
-    cand = -(-MMAP_MIN_PAGES // align) * align
+def _pick_addr(regs: list, npages: int, align: int, phase: int = 0) -> int:
+    """Roughly the address mmap(vpn=0) picks: lowest free range from MMAP_MIN_PAGES
+    whose start is phase modulo align (a pfnmap of N >= 512: the VA shares the
+    BO offset's position in its 2 MiB block)."""
+    up = lambda a: a + (phase - a) % align             # noqa: E731
+    cand = up(MMAP_MIN_PAGES)
     for s, e in sorted((r[0], r[1]) for r in regs if r is not None):
         if s >= cand + npages:
             break
         if e > cand:
-            cand = -(-e // align) * align
+            cand = up(e)
     return cand
 
 
@@ -539,6 +570,10 @@ def _vpn(proc_field: str) -> _Slot:
             return x & U64_MASK
         mode, j = b >> 4, b & 15
         if mode >= 12:
+            if mode == 15 and t.pfns:             # a page of a pfnmap block (special PMD)
+                got = _pfn_page(t, v[proc_field], j)
+                if got >= 0:
+                    return got
             if mode == 13:                         # a hot page (device-exclusive, locked,
                 if t.hot:                          # paged out), still mapped
                     got = _hot_page(t.hot, t.regions.get(v[proc_field], ()), j)
@@ -643,6 +678,19 @@ def _block_page(regs, j: int, t: Optional[_Track] = None, proc: str = "") -> int
     if pos == 2:
         return h + 1 + (j & 3) * 127
     return h + HPAGE_PMD_NR // 2
+
+
+def _pfn_page(t: _Track, proc: str, j: int) -> int:
+    """A page of the ((j >> 2) % n)-th newest of t.pfns that a pfnmap VMA of proc still
+    maps (mapped there or inherited by fork): by j & 3 the block's first page, its last,
+    its middle, or its second; -1 if none."""
+    regs = t.regions.get(proc, ())
+    mine = [h for _, h in t.pfns
+            for r in (_containing(regs, h),) if r is not None and r[2] & _PF]
+    if not mine:
+        return -1
+    h = mine[-1 - (j >> 2) % len(mine)]
+    return h + (0, _HMASK, HPAGE_PMD_NR // 2, 1)[j & 3]
 
 
 def _pinned_page(t: _Track, proc: str, j: int, first: bool) -> int:
@@ -905,9 +953,9 @@ def _poke_cand(mode: int, r: tuple) -> bool:
     """Poke targets by mode: 0-2 a private VMA without VM_WRITE (FOLL_FORCE COWs it,
     the CPU still cannot write), 3-4 a private file mapping (the COW must not reach
     the page cache: Dirty COW), 5-7 a shared one (EIO without VM_WRITE, else the
-    file and every mapper see it)."""
-    if mode >= 5:
-        return r[2] & _S
+    file and every mapper see it; 7 also a pfnmap: vm_ops->access writes the BO)."""
+    if mode >= 5:                 # a pfnmap (ttm_bo_vm_access: ok) for mode 7 only
+        return r[2] & _S and (mode == 7 or not r[2] & _PF)
     if mode >= 3:
         return not r[2] & _S and r[3] is not None
     return not r[2] & (_S | _W)
@@ -1090,13 +1138,25 @@ _PRIVATE_ANON = _FLAGS[0]
 assert _PRIVATE_ANON == {O.MapFlag.PRIVATE, O.MapFlag.ANON}
 
 
+_PFN_SHARED = frozenset({O.MapFlag.SHARED, O.MapFlag.PFNMAP})
+_PFN_PRIVATE = frozenset({O.MapFlag.PRIVATE, O.MapFlag.PFNMAP})   # EINVAL: no COW of a BO
+_PFN_SETS = frozenset(fl for fl in _FLAG_SUBSETS if O.MapFlag.PFNMAP in fl)
+
+
 def _protflags_dec(t, v, b, x):
-    """(prot, flags): _PROTS by the low 3 bits, _FLAGS by the high 5; for whole
-    512-aligned blocks (vpn and npages multiples of 512) the high bits below 20 give
-    private anon (no populate): where THPs are faulted in, split and collapsed."""
+    """(prot, flags): _PROTS by the low 3 bits, _FLAGS by the high 5; while a devmem
+    file exists, bytes 0x80-0x9f for whole blocks (as below), 0x80-0x87 for others
+    (a private file mapping otherwise), give shared,pfnmap (0x87 and from 0x9c
+    private,pfnmap: EINVAL); for whole 512-aligned blocks (vpn and npages multiples
+    of 512) the other bytes below 0xa0 give private anon (no populate): where THPs
+    are faulted in, split and collapsed."""
     if b == ESC:
         return _PROT_LIST[x % 3], _FLAG_SUBSETS[(x // 3) % len(_FLAG_SUBSETS)]
-    if b < 0xA0 and not (v["vpn"] | v["npages"]) & _HMASK and v["npages"]:
+    whole = v["npages"] and not (v["vpn"] | v["npages"]) & _HMASK
+    if 0x80 <= b < (0xA0 if whole else 0x88) and t.devmem:
+        # a device-memory BO exists: map it (pfnmap), mostly whole aligned blocks
+        return _PROTS[b & 7], _PFN_PRIVATE if b >= 0x9C or b == 0x87 else _PFN_SHARED
+    if b < 0xA0 and whole:
         return _PROTS[b & 7], _PRIVATE_ANON
     flags = _FLAGS[b >> 3]
     if not t.files and flags not in _ANON_SETS and flags in _MAPPABLE_SETS:
@@ -1116,13 +1176,44 @@ def _fileoff_dec(t, v, b, x):
         return f, (x >> 10 & U64_MASK) if x & 2 else None
     if not files or (v["flags"] in _ANON_SETS and b < 240):
         return None, None
+    if v["flags"] in _PFN_SETS and t.devmem:
+        return _pfn_fileoff(t, v, b)
     f = files[min(b & 7, len(files) - 1)]
+    if b < 0xE0 and t.devmem and f in t.devmem:    # mostly a shmem file (a BO: EINVAL)
+        shm = [g for g in files if g not in t.devmem]
+        if shm:
+            f = shm[min(b & 7, len(shm) - 1)]
     mode = b >> 4
     if mode < 8:
         return f, None
     size = t.file_pages.get(f, 0)
     off = (0, 0, 0, 1, 2, HPAGE_PMD_NR, size, max(size - 1, 0))[mode - 8]
     return f, off
+
+
+def _pfn_fileoff(t: _Track, v, b: int) -> tuple:
+    """A pfnmap's (file, off): the ((b & 7) % n)-th newest devmem file; by b >> 4 a
+    512-aligned offset where N pages fit (0 first: special PMDs where the VPN is
+    aligned too), an unaligned one (1, 0x100), none (0), past the end or N pages
+    before it (EINVAL unless N fits), or a shmem file (EINVAL)."""
+    dm = t.devmem
+    f = dm[-1 - (b & 7) % len(dm)]
+    size, n = t.file_pages.get(f, 0), v["npages"]
+    mode = b >> 4
+    if mode == 11:
+        return f, 0x100 if b & 8 else 1
+    if mode == 12:
+        return f, None
+    if mode == 13:
+        return f, size
+    if mode == 14:
+        return f, max(size - n, 0)
+    if mode == 15:
+        shm = [g for g in t.files if g not in dm]
+        if shm:
+            return shm[-1], 0
+    fits = (size - n) // HPAGE_PMD_NR + 1 if 0 < n <= size else 1
+    return f, HPAGE_PMD_NR * ((0, 0, 1, 0, 2, 1, 0, 3, 0, 1, 0, 0, 0, 0, 0, 0)[mode] % fits)
 
 
 def _fileoff_lit(t, v, value):
@@ -1265,9 +1356,17 @@ def _pin_index_dec(t, v, b, x):
 
 
 PIN_INDEX = _Slot(_pin_index_dec, lambda t, v, value: value)
-PGOFF = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
-              else _small_index(t.file_pages.get(v["file"], 0), b),
-              lambda t, v, value: value)
+def _pgoff_dec(t, v, b, x):
+    """A file page: _small_index of the file's size; in a devmem file (a BO of
+    512-page blocks) bytes 0xa0-0xaf the start or a page of a later block."""
+    if b == ESC:
+        return x & U64_MASK
+    if b >> 4 == 10 and t.devmem and v["file"] in t.devmem:
+        return HPAGE_PMD_NR * (b & 3) + (b >> 2 & 3)
+    return _small_index(t.file_pages.get(v["file"], 0), b)
+
+
+PGOFF = _Slot(_pgoff_dec, lambda t, v, value: value)
 
 
 def _span_dec(t, v, b, x):
@@ -1287,9 +1386,15 @@ def _span_dec(t, v, b, x):
 FILE_SPAN = _Slot(_span_dec, lambda t, v, value: value)
 
 _FILE_SIZES = (1, 2, 4, 8, 16, 3, 0, HPAGE_PMD_NR, 2 * HPAGE_PMD_NR, 32, 64, 5, 6, 7, 12, 1)
-FILE_NPAGES = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC else _FILE_SIZES[b >> 4],
+# devmem BOs: mostly whole 512-page blocks (512..2048), sometimes small, odd or empty
+_DEV_SIZES = (HPAGE_PMD_NR, 2 * HPAGE_PMD_NR, HPAGE_PMD_NR, 4 * HPAGE_PMD_NR,
+              3 * HPAGE_PMD_NR, HPAGE_PMD_NR, 2 * HPAGE_PMD_NR, 1, 4, 16, 0,
+              HPAGE_PMD_NR, 2 * HPAGE_PMD_NR, 3, 4 * HPAGE_PMD_NR, HPAGE_PMD_NR + 1)
+FILE_NPAGES = _Slot(lambda t, v, b, x: x & U64_MASK if b == ESC
+                    else (_DEV_SIZES if v["devmem"] else _FILE_SIZES)[b >> 4],
                     lambda t, v, value: value)
-DEVMEM = _Slot(lambda t, v, b, x: bool(x & 1) if b == ESC else b >= 224,
+# devmem one file in 4 (decoded before npages: a BO gets _DEV_SIZES)
+DEVMEM = _Slot(lambda t, v, b, x: bool(x & 1) if b == ESC else b >= 192,
                lambda t, v, value: int(value))
 ASYNC = _Slot(lambda t, v, b, x: bool(x & 1) if b == ESC else b >= 192,
               lambda t, v, value: int(value))
@@ -1374,8 +1479,13 @@ SETVALUE = _Slot(_setvalue_dec, _setvalue_lit)
 def _split_vpn_dec(t, v, b, x):
     """split's VPN: bytes below 0x80 a page (first, second, middle, last) of a recently
     written THP block of the process (t.thps: where a huge PMD may be), below 0xc0 a
-    page of a block (_block_page); else _vpn (EFAULT without a VMA, EINVAL without a
+    page of a block (_block_page), 0xc0-0xdf a page of a pfnmap block (_pfn_page:
+    a special PMD is zapped); else _vpn (EFAULT without a VMA, EINVAL without a
     huge PMD)."""
+    if 0xC0 <= b < 0xE0 and t.pfns:       # a page of a pfnmap block (a special PMD)
+        got = _pfn_page(t, v["proc"], b & 15)
+        if got >= 0:
+            return got
     if b < 0xC0:
         proc = v["proc"]
         regs = t.regions.get(proc, ())
@@ -1394,9 +1504,14 @@ SPLIT_VPN = _Slot(_split_vpn_dec, lambda t, v, value: value)
 
 def _split_proc_dec(t, v, b, x):
     """split's process: bytes below 0x80 the process of a recently written THP block
-    (the (b & 3)-th newest of t.thps), if alive; else as PROC."""
+    (the (b & 3)-th newest of t.thps), 0x80-0x9f of a pfnmap block (t.pfns), if
+    alive; else as PROC."""
     if b < 0x80 and t.thps:
         p = t.thps[-1 - (b & 3) % len(t.thps)][0]
+        if p in t.regions:
+            return p
+    if 0x80 <= b < 0xA0 and t.pfns:      # the process of a pfnmap block
+        p = t.pfns[-1 - (b & 3) % len(t.pfns)][0]
         if p in t.regions:
             return p
     return _proc_dec(t, v, b, x)
@@ -1522,6 +1637,9 @@ _READ, _WRITE, _CLEAN, _WP = O.Read, O.Write, O.CleanRecord, O.WpRange
 _FRESH_OPS = 4           # ops after a whole-block mmap in which _needs may madvise it
 _DIRTY_KEY = "write shared"          # _needs' substitute for a clean_record / wp_range
 _SHMAP_KEY = "mmap shared"           # ... and the one while no shared file mapping exists
+_DEVMAP_KEY = "mmap pfnmap"          # _needs' substitute for a read / write after a new BO
+_PFN_READ_KEY = "read pfn"           # ... a read / write aimed at a fresh pfnmap's block
+_PFN_WRITE_KEY = "write pfn"
 
 _P, _V, _N = ("proc", PROC), ("vpn", _vpn("proc")), ("npages", _npages("proc", "vpn"))
 _VAL, _VAL_AT = ("value", VALUE), ("value", VAL_AT)
@@ -1545,7 +1663,7 @@ _SPECS: dict[type, tuple] = {
     O.PinRead: (("pin", PIN), ("index", PIN_INDEX)),
     O.PinWrite: (("pin", PIN_W), ("index", PIN_INDEX), _VAL),
     O.Unpin: (("pin", PIN),),
-    O.File: (("file", NEWFILE), ("npages", FILE_NPAGES), ("devmem", DEVMEM)),
+    O.File: (("file", NEWFILE), ("devmem", DEVMEM), ("npages", FILE_NPAGES)),
     O.FileRead: (_F, _PG),
     O.FileWrite: (_F, _PG, _VAL),
     O.WpRange: (("file", DFILE), ("pgoff", DPGOFF), ("npages", DSPAN)),
@@ -1594,11 +1712,16 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
     a whole-block private anon mmap (512-aligned, 512-page multiple), while `set thp
     madvise` is in effect and that VMA is neither hugepage nor nohugepage, a ``read``
     or ``write`` whose slot 0 is below 0xa0 becomes ``madvise P VPN N hugepage`` on
-    it (_HUGE_KEY); a ``clean_record`` or ``wp_range`` whose slot 0 is below 0x80,
+    it (_HUGE_KEY); within _FRESH_OPS ops of a pfnmap mmap with a whole aligned
+    block, one whose slot 0 is below 0x60 aims at a page of its blocks (_pfn_page,
+    _PFN_READ_KEY / _PFN_WRITE_KEY: the fault that inserts a special PMD); else
+    within _FRESH_OPS ops of a ``file F N devmem`` no pfnmap maps yet, such a read
+    or write becomes ``mmap P VPN N rw shared,pfnmap file=F off=O`` of it
+    (_DEVMAP_KEY); a ``clean_record`` or ``wp_range`` whose slot 0 is below 0x80,
     while no tracked CPU write dirtied a shared file page since the last of them
     (t.dirtied), becomes a ``write`` to a writable shared file mapping (_DIRTY_KEY),
     or while there is none an ``mmap P VPN N rw shared file=F off=0`` of the newest
-    file (_SHMAP_KEY).
+    shmem file (else a pfnmap of the newest BO) (_SHMAP_KEY).
     A literal slot 0 keeps the op as written.
     """
     kinds = _NEEDED[cls]
@@ -1613,6 +1736,13 @@ def _needs(cls: type, t: _Track, slot0: int) -> Optional[type]:
                     r = _containing(t.regions.get(fresh[0], ()), fresh[1])
                     if r is not None and r[0] == fresh[1] and not r[2] & (_H | _NH):
                         return _HUGE_KEY     # a fresh THP block: madvised before touched
+                if slot0 < 0x60 and t.nops - t.fresh_pfn <= _FRESH_OPS \
+                        and t.pfns and t.pfns[-1][0] in t.regions:
+                    return _PFN_WRITE_KEY if cls is _WRITE else _PFN_READ_KEY
+                fd = t.fresh_dev
+                if fd is not None and slot0 < 0xA0 and t.nops - fd[1] <= _FRESH_OPS \
+                        and t.top:
+                    return _DEVMAP_KEY       # a new devmem BO: map it (pfnmap) first
             regs = t.regions.get(_proc_dec(t, None, slot0, 0))
             if regs is not None and not any(regs):
                 return O.Mmap
@@ -1653,6 +1783,7 @@ _NEEDED[_ALLOC_OK_KEY] = frozenset()
 _NEEDED[_HUGE_KEY] = frozenset()
 _NEEDED[_DIRTY_KEY] = frozenset()
 _NEEDED[_SHMAP_KEY] = frozenset()
+_NEEDED[_DEVMAP_KEY] = _NEEDED[_PFN_READ_KEY] = _NEEDED[_PFN_WRITE_KEY] = frozenset()
 _NEEDED.update({cls: frozenset(("dsub",))
                 for cls in (O.DevRead, O.DevWrite, O.DevExclusive, O.DevAtomic)})
 _NEEDED.update({cls: frozenset(("vma",)) for cls, spec in _SPECS.items()
@@ -1727,9 +1858,14 @@ SELECTOR = _selector_table()
 
 # --- applying an op to the tracked state -------------------------------------------------
 
-def _mmap_ok(op: O.Mmap) -> bool:
-    """rules.md's mmap checks, roughly: would this mmap create a VMA?"""
+def _mmap_ok(op: O.Mmap, t: Optional[_Track] = None) -> bool:
+    """rules.md's mmap checks, roughly: would this mmap create a VMA? A pfnmap needs
+    shared, a devmem file and off + N inside the BO (devmem.md)."""
     fl = op.flags
+    if fl == _PFN_SHARED:
+        return (t is not None and op.npages > 0 and op.file in t.devmem
+                and (op.off or 0) + op.npages <= t.file_pages.get(op.file, 0)
+                and (op.vpn == 0 or MMAP_MIN_PAGES <= op.vpn <= TASK_SIZE_PAGES - op.npages))
     return (op.npages > 0 and fl in _MAPPABLE_SETS
             and (fl in _ANON_SETS) != (op.file is not None)
             and (op.vpn == 0 or MMAP_MIN_PAGES <= op.vpn <= TASK_SIZE_PAGES - op.npages))
@@ -1737,17 +1873,31 @@ def _mmap_ok(op: O.Mmap) -> bool:
 
 def _apply_mmap(t: _Track, op: O.Mmap) -> None:
     regs = t.regions.get(op.proc)
-    if regs is None or not _mmap_ok(op):
+    if regs is None or not _mmap_ok(op, t):
         return
-    vpn = op.vpn
+    vpn, pfn, off = op.vpn, op.flags == _PFN_SHARED, op.off or 0
     if vpn == 0:                         # thp_get_unmapped_area aligns private anon
         huge = op.file is None and op.flags in _PRIVATE_SETS \
             and op.npages % HPAGE_PMD_NR == 0
-        vpn = _pick_addr(regs, op.npages, HPAGE_PMD_NR if huge else 1)
+        if pfn and op.npages >= HPAGE_PMD_NR:   # drm_get_unmapped_area: VA ~ PFN in 2 MiB
+            vpn = _pick_addr(regs, op.npages, HPAGE_PMD_NR, off & _HMASK)
+        else:
+            vpn = _pick_addr(regs, op.npages, HPAGE_PMD_NR if huge else 1)
     _subtract(regs, vpn, vpn + op.npages)
+    if pfn:
+        if t.fresh_dev is not None and t.fresh_dev[0] == op.file:
+            t.fresh_dev = None
+        h = (vpn + _HMASK) & ~_HMASK     # its blocks where a special PMD can be inserted
+        blocks = range(h, min(vpn + op.npages - _HMASK, h + 4 * HPAGE_PMD_NR),
+                       HPAGE_PMD_NR)
+        if blocks and not (off + h - vpn) & _HMASK:
+            t.pfns.extend((op.proc, h) for h in blocks)
+            del t.pfns[:-_WRITTEN]
+            t.fresh_pfn = t.nops
     if len(regs) < _MAX_REGIONS:
-        attr = _prot_attr(op.prot) | (0 if op.flags in _PRIVATE_SETS else _S)
-        regs.append((vpn, vpn + op.npages, attr, op.file, op.off or 0))
+        attr = _prot_attr(op.prot) | (0 if op.flags in _PRIVATE_SETS else _S) \
+            | (_PF if pfn else 0)
+        regs.append((vpn, vpn + op.npages, attr, op.file, off))
         if not attr & _S and op.file is None and not (vpn | op.npages) & _HMASK:
             t.fresh = (op.proc, vpn, op.npages, t.nops)
 
@@ -1792,8 +1942,8 @@ def _pin_ok(t: _Track, op: O.Pin) -> bool:
     vpn, end, write = op.vpn, op.vpn + n, _is_write(op.mode)
     while vpn < end:                     # one step per VMA
         r = _containing(regs, vpn)
-        if r is None or r[2] & _NONE or (write and not r[2] & _W):
-            return False
+        if r is None or r[2] & (_NONE | _PF) or (write and not r[2] & _W):
+            return False                 # GUP refuses VM_IO|VM_PFNMAP: EFAULT
         if r[3] is not None and \
                 r[4] + min(end, r[1]) - 1 - r[0] >= t.file_pages.get(r[3], 0):
             return False                 # its last page needed is past EOF
@@ -1931,6 +2081,10 @@ def _apply_madvise(t: _Track, op: O.Madvise) -> None:
 def _apply_file(t: _Track, op: O.File) -> None:
     t.files.append(op.file)
     t.file_pages[op.file] = op.npages
+    if op.devmem and op.npages < O.FILE_LIMIT_PAGES:   # a BO (else EINVAL)
+        t.devmem.append(op.file)
+        if op.npages:
+            t.fresh_dev = (op.file, t.nops)
 
 
 def _apply_fwrite(t: _Track, op: O.FileWrite) -> None:
@@ -2074,17 +2228,64 @@ _INFO[_DIRTY_KEY] = (O.Write, _NEEDED[_DIRTY_KEY], _PLANS[O.Write][0],
                      (("proc", _dirty_proc_dec), ("vpn", _dirty_vpn_dec),
                       ("value", VALUE.dec)),
                      _APPLY[O.Write])
-# `mmap P VPN N rw shared file=F off=0`: the newest file, at most 16 pages of it, in a
-# fresh small area (or over what is there: MAP_FIXED), by a live process.
+# `mmap P VPN N rw shared file=F off=0`: the newest shmem file (else the newest BO,
+# mapped shared,pfnmap), at most 16 pages of it, in a fresh small area (or over what
+# is there: MAP_FIXED), by a live process.
+def _shmap_file(t: _Track) -> str:
+    for f in reversed(t.files):
+        if f not in t.devmem:
+            return f
+    return t.files[-1]
+
+
+
 _SHARED_RW = (O.Prot.RW, frozenset({O.MapFlag.SHARED}))
 _INFO[_SHMAP_KEY] = (O.Mmap, _NEEDED[_SHMAP_KEY], _PLANS[O.Mmap][0],
                      (("proc", lambda t, v, b, x: t.top),
                       ("vpn", lambda t, v, b, x: 0x100 + 0x10 * (b & 31)),
                       ("npages", lambda t, v, b, x:
-                       min(max(t.file_pages.get(t.files[-1], 1), 1), 16)),
-                      (("prot", "flags"), lambda t, v, b, x: _SHARED_RW),
-                      (("file", "off"), lambda t, v, b, x: (t.files[-1], 0))),
+                       min(max(t.file_pages.get(_shmap_file(t), 1), 1), 16)),
+                      (("prot", "flags"), lambda t, v, b, x:
+                       _PFN_RW if _shmap_file(t) in t.devmem else _SHARED_RW),
+                      (("file", "off"), lambda t, v, b, x: (_shmap_file(t), 0))),
                      _APPLY[O.Mmap])
+# `mmap P VPN N rw|r shared,pfnmap file=F off=O` of the newest BO (t.fresh_dev) by the
+# newest process: a fresh 512-aligned VPN (blocks 49..64, past the fresh THP areas of
+# _vpn_mmap: no PTE table left there, so the first fault inserts a special PMD), or 0
+# (the model picks) for bytes from 0xc0; one block, two, or all of the BO; off 0 (or
+# 512 when it fits).
+_DEVMAP_BLOCK = 49
+def _devmap_npages(t, v, b, x):
+    size = t.file_pages.get(t.fresh_dev[0], 1)
+    return min(size, (HPAGE_PMD_NR, 2 * HPAGE_PMD_NR, size, HPAGE_PMD_NR)[b & 3])
+
+
+def _devmap_fileoff(t, v, b, x):
+    f = t.fresh_dev[0]
+    off = HPAGE_PMD_NR if b >= 0xC0 and v["npages"] + HPAGE_PMD_NR <= t.file_pages[f] else 0
+    return f, off
+
+
+_PFN_RW, _PFN_R = (O.Prot.RW, _PFN_SHARED), (O.Prot.R, _PFN_SHARED)
+_INFO[_DEVMAP_KEY] = (O.Mmap, _NEEDED[_DEVMAP_KEY], _PLANS[O.Mmap][0],
+                      (("proc", lambda t, v, b, x: t.top),
+                       ("vpn", lambda t, v, b, x:
+                        0 if b >= 0xC0 else HPAGE_PMD_NR * (_DEVMAP_BLOCK + (b & 15))),
+                       ("npages", _devmap_npages),
+                       (("prot", "flags"), lambda t, v, b, x: _PFN_R if b & 7 == 7 else _PFN_RW),
+                       (("file", "off"), _devmap_fileoff)),
+                      _APPLY[O.Mmap])
+# A read / write at a page of the newest pfnmap blocks (t.pfns), by their process.
+def _pfn_vpn(t, v, b, x):
+    got = _pfn_page(t, v["proc"], b & 15)
+    return got if got >= 0 else t.pfns[-1][1]
+
+
+_PFN_PROC = ("proc", lambda t, v, b, x: t.pfns[-1][0])
+_INFO[_PFN_READ_KEY] = (O.Read, frozenset(), _PLANS[O.Read][0],
+                        (_PFN_PROC, ("vpn", _pfn_vpn)), _APPLY.get(O.Read))
+_INFO[_PFN_WRITE_KEY] = (O.Write, frozenset(), _PLANS[O.Write][0],
+                         (_PFN_PROC, ("vpn", _pfn_vpn), ("value", VALUE.dec)), _APPLY[O.Write])
 # `madvise P VPN N hugepage` over the fresh block's VMA whatever the slot bytes say.
 _INFO[_HUGE_KEY] = (O.Madvise, _NEEDED[_HUGE_KEY], _PLANS[O.Madvise][0],
                     (("proc", lambda t, v, b, x: t.fresh[0]),

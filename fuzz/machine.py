@@ -17,8 +17,11 @@ written, read, poked, pinned, forked, mprotected, unmapped, dontneed'd, paged ou
 split and collapsed at their first and last pages and single pages inside (partial
 ranges split the huge PMD), and THP settings (a `set thp_alloc fail` is set back to
 ok after a few ops); dirty tracking: shared file mappings (fmaps bundle) written,
-then wp_range / clean_record over the pgoffs they map, and clear_refs. The device,
-swap, KSM, THP and dirty families are each on in a third of the runs (``topics``),
+then wp_range / clean_record over the pgoffs they map, and clear_refs. Device
+memory: devmem BOs mapped shared,pfnmap (pblocks bundle), mostly 512-aligned (special
+PMDs), then faulted, split, cut, forked, dirty-tracked, read and written through
+the file. The device, swap, KSM, THP, dirty and devmem families are each on in a
+third of the runs (``topics``),
 so the other rules keep their share of the steps.
 
 A failure raises ``LockstepFailure`` whose message is the runner's report for the
@@ -67,6 +70,14 @@ class VmaHandle:
     def page(self, index: int) -> int:
         """The vpn of page ``index`` of the mapping (modulo its length)."""
         return self.vpn + index % self.npages
+
+
+@dataclass(frozen=True)
+class PfnRef(VmaHandle):
+    """One successful pfnmap: a VmaHandle plus the devmem file and its first file page."""
+
+    file: str = ""
+    off: int = 0
 
 
 @dataclass(frozen=True)
@@ -208,6 +219,16 @@ _THP_SETTINGS = st.sampled_from(((O.SetKey.THP, "always"), (O.SetKey.THP, "madvi
                                  (O.SetKey.THP, "never"), (O.SetKey.THP_ZERO, "0"),
                                  (O.SetKey.THP_ZERO, "1"), (O.SetKey.THP_ALLOC, "fail"),
                                  (O.SetKey.MAX_PTES_NONE, "0")))
+# Device memory: what follows a pfnmap (offsets into its first 512-aligned block).
+_PFN_KINDS = st.sampled_from((O.Write, O.Read, O.Split, O.Munmap, O.Mprotect, O.Fork,
+                              O.WpRange, O.CleanRecord, O.Write, O.FileWrite, O.FileRead,
+                              "dontneed", O.Pin, O.Poke, O.ClearRefs, O.Read, "mmap",
+                              O.WpRange))
+_PFN_STEP = st.tuples(_PFN_KINDS, _BLOCK_PAGES, _BLOCK_RANGES)
+_PFN_THEN = st.tuples(*[st.integers(0, 3).flatmap(
+    lambda k: st.none() if k == 3 else _PFN_STEP)] * 3)
+_BO_PAGES = st.sampled_from(S.DEVMEM_PAGES + S.DEVMEM_ODD_PAGES[:1])
+MAX_BOS = 2                    # devmem_map defines at most this many BOs, then reuses them
 
 
 class LockstepMachine(RuleBasedStateMachine):
@@ -225,6 +246,7 @@ class LockstepMachine(RuleBasedStateMachine):
     merged = Bundle("merged")      # VmaHandle of each mapping made mergeable and scanned
     blocks = Bundle("blocks")      # VmaHandle of each whole-block private anon mapping
     fmaps = Bundle("fmaps")        # FileMapRef of each shared file mapping
+    pblocks = Bundle("pblocks")    # PfnRef of each pfnmap of a devmem BO
 
     def __init__(self) -> None:
         super().__init__()
@@ -235,7 +257,8 @@ class LockstepMachine(RuleBasedStateMachine):
         self.dead_pins: list[str] = []    # handles unpinned (their names stay parseable)
         self.locks: list[tuple[str, int]] = []   # (proc, vpn) of successful locks
         # issue-6 rule families on in this run (topics(); all on when driven by hand)
-        self.topics: set[str] = {"devices", "swap", "ksm", "thp", "dirty"}
+        self.topics: set[str] = {"devices", "swap", "ksm", "thp", "dirty", "devmem"}
+        self.bos: list[str] = []          # devmem files devmem_map defined
         self._printed = 0                 # ops already shown by _repr_step
 
     # --- the program so far ------------------------------------------------------------
@@ -302,11 +325,33 @@ class LockstepMachine(RuleBasedStateMachine):
         any mapping of p0 is one step from a device access."""
         self.topics = {name for name, on in (("devices", devices), ("swap", swap),
                                               ("ksm", ksm), ("thp", thp), ("dirty", dirty))
-                       if on}
+                       if on} | (self.topics & {"devmem"})     # devmem_init decides that
         if not devices:
             return multiple()
         got = self._step(O.Mirror("d0", "p0", 0, O.ADDR_LIMIT_PAGES))
         return SubRef(str(got.payload), "d0", "p0", S.WINDOW_BASE, S.WINDOW_PAGES)
+
+    @initialize(target=pblocks, on=_TOPIC, size=st.sampled_from(S.DEVMEM_PAGES),
+                vpn=st.sampled_from(S.PFN_STARTS), write=st.booleans())
+    def devmem_init(self, on: bool, size: int = 2 * S.HPAGE, vpn: int = 2 * S.HPAGE,
+                    write: bool = True) -> Any:
+        """The devmem family (devmem_map, pfn_touch) is on in a third of the runs; then
+        a BO of ``size`` pages is defined, its first block mapped at ``vpn`` (a block
+        start, or 0) by p0 and its second page written or read (a special PMD where
+        no PTE table is left), so pfn_touch meets one from the start."""
+        if not on:
+            self.topics.discard("devmem")
+            return multiple()
+        self.topics.add("devmem")
+        name = self.scope.next_file()
+        self._step(O.File(name, size, True))
+        self.bos.append(name)
+        got = self._step(O.Mmap("p0", vpn, S.HPAGE, O.Prot.RW, S.PFNMAP_FLAGS, name, 0))
+        if got.kind is not ResultKind.VALUE:
+            return multiple()
+        pb = PfnRef("p0", int(got.payload), S.HPAGE, name, 0)   # type: ignore[arg-type]
+        self._step(O.Write("p0", pb.vpn + 1, 1) if write else O.Read("p0", pb.vpn + 1))
+        return pb
 
     @initialize(target=files, npages=S.file_pages())
     def f0(self, npages: int) -> str:
@@ -791,6 +836,75 @@ class LockstepMachine(RuleBasedStateMachine):
         else:
             pgoff = fm.pgoff + first % fm.npages
             self._step(kind(fm.file, pgoff, n or fm.npages))
+
+    # --- device memory (reference/devmem.py, devmem.md) -----------------------------------
+    # A devmem BO mapped shared,pfnmap (pblocks bundle), mostly at a 512-aligned VPN and
+    # offset (the first fault inserts a special PMD), sometimes unaligned, past the BO's
+    # end or private (EINVAL); then faults, split, partial munmap / mprotect (zap the
+    # PMD), fork (copies it), wp_range / clean_record (dirty tracking on: later faults
+    # fall back to PTEs; a skipped writable PMD is a WARN), fread / fwrite of the BO,
+    # and the ops GUP and madvise refuse there (pin, dontneed), poke (vm_ops->access).
+
+    @precondition(lambda self: "devmem" in self.topics)
+    @rule(targets=(vmas, pblocks), proc=procs, new=st.booleans(), size=_BO_PAGES,
+          shape=S.pfnmap_shapes(), prot=S.prots(), index=_BLOCK_PAGES, value=S.values(),
+          write=st.booleans(), then=_PFN_THEN)
+    def devmem_map(self, proc, new, size, shape, prot, index, value, write, then=()):
+        """Define a BO (``new``, or none yet; at most MAX_BOS) or reuse one, mmap it
+        (S.pfnmap_shapes), read or write page ``index`` of the mapping, then the
+        pfn_touch ops of ``then``."""
+        if new and len(self.bos) < MAX_BOS or not self.bos:
+            name = self.scope.next_file()
+            self._step(O.File(name, size, True))
+            self.bos.append(name)
+        bo = self.bos[-1] if new else self.bos[0]
+        vpn, npages, off, flags = shape
+        got = self._step(O.Mmap(proc, vpn, npages, prot, flags, bo, off))
+        if got.kind is not ResultKind.VALUE:
+            return multiple()
+        pb = PfnRef(proc, int(got.payload), npages, bo, off)   # type: ignore[arg-type]
+        v = pb.vpn + index % npages
+        self._step(O.Write(proc, v, value) if write else O.Read(proc, v))
+        for step in then:
+            if step is not None:
+                self.pfn_touch(pb, proc, *step, value, prot)
+        return pb
+
+    @precondition(lambda self: "devmem" in self.topics)
+    @rule(target=procs, pb=pblocks, proc=procs, kind=_PFN_KINDS, index=_BLOCK_PAGES,
+          rng=_BLOCK_RANGES, value=S.values(), prot=S.prots())
+    def pfn_touch(self, pb, proc, kind, index, rng, value, prot):
+        """One op on a pfnmap's first 512 pages (offsets modulo its length) or its BO:
+        a write, read, poke or pin of page ``index`` (in ``proc``: a child maps it too);
+        split there; munmap, mprotect, dontneed or an anon MAP_FIXED mmap over ``rng``;
+        fork; wp_range / clean_record over the BO pages it maps; fwrite / fread of
+        one; clear_refs of its process."""
+        p, n = pb.proc, pb.npages
+        v = pb.vpn + index % n
+        a, k = pb.vpn + rng[0] % n, rng[1]
+        if kind is O.Fork:
+            return self._forked(p)
+        if kind in _CPU:
+            self._step(_cpu_op(kind, proc, v, value))
+        elif kind is O.Split:
+            self._step(O.Split(p, v))
+        elif kind is O.Munmap:
+            self._step(O.Munmap(p, a, k))
+        elif kind is O.Mprotect:
+            self._step(O.Mprotect(p, a, k, prot))
+        elif kind == "dontneed":
+            self._step(O.Madvise(p, a, k, O.Advice.DONTNEED))
+        elif kind == "mmap":
+            self._step(O.Mmap(p, a, k, O.Prot.RW, S.ANON_FLAGS[0]))
+        elif kind is O.WpRange or kind is O.CleanRecord:
+            self._step(kind(pb.file, pb.off + rng[0] % n, min(k, n)))
+        elif kind is O.FileWrite:
+            self._step(O.FileWrite(pb.file, pb.off + index % n, value))
+        elif kind is O.FileRead:
+            self._step(O.FileRead(pb.file, pb.off + index % n))
+        else:
+            self._step(O.ClearRefs(p))
+        return multiple()
 
     # --- probes and later issues ---------------------------------------------------------
 

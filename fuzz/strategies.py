@@ -26,6 +26,15 @@ modes and thp_zero, rarely thp_alloc fail (``programs()`` then sets it back to o
 within a few ops) and max_ptes_none. ``dirty_ops``: clear_refs, and
 wp_range / clean_record over the pgoffs the window's shared file mappings map.
 
+Device memory (issue 5, devmem.md): ``devmem_file_ops`` defines buffer objects of
+whole 512-page blocks (sometimes small), ``pfnmap_ops`` maps them ``shared,pfnmap``
+mostly at the block starts 0x200 / 0x400 (or 0: the model picks) with a 512-aligned
+offset, so the first fault inserts a special PMD; sometimes an unaligned VPN or
+offset, a range past the BO's end or private (EINVAL). The block-aimed ops
+(``block_ops``, ``split``) then hit those PMDs; ``pfn_ops`` adds reads and writes
+at block pages, wp_range / clean_record over the BO (dirty tracking on: later huge
+faults fall back to PTEs) and fread / fwrite of BO pages.
+
 Per-op strategies take names as a plain string or a strategy of names, so a
 user's own test can write ``write_ops("p0")`` or ``write_ops(st.sampled_from(
 ["p0", "p1"]))``. ``programs()`` tracks which names exist at each line (a
@@ -33,7 +42,7 @@ user's own test can write ``write_ops("p0")`` or ``write_ops(st.sampled_from(
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
 from typing import Callable, Optional, TypeVar, Union
 
@@ -383,6 +392,79 @@ def file_ops(name: NameArg) -> SearchStrategy[O.File]:
                      _mostly(st.just(False), st.just(True), one_in=16))
 
 
+# devmem BO sizes: whole blocks mostly (the block starts 0x200 / 0x400 map them at
+# offset 0 or 512), sometimes small or one page more than a block.
+DEVMEM_PAGES = (2 * HPAGE, HPAGE, 4 * HPAGE, 3 * HPAGE)
+DEVMEM_ODD_PAGES = (4, HPAGE + 1, 1)
+PFNMAP_FLAGS = frozenset({_F.SHARED, _F.PFNMAP})
+# pfnmap block starts: 0x400 mostly (the window's faults leave a PTE table in the block
+# at 0x200, where no special PMD can go), 0x200, 0 (the model picks); their pages.
+PFN_STARTS = (2 * HPAGE, 2 * HPAGE, HPAGE, 0)
+PFN_PAGES = (2 * HPAGE, 2 * HPAGE + 1, 2 * HPAGE + 0x100, 3 * HPAGE - 1, 3 * HPAGE,
+             4 * HPAGE - 1, HPAGE, HPAGE + 0x100)
+
+
+@cache
+def pfn_vpns() -> SearchStrategy[int]:
+    """A page of a pfnmap block (PFN_PAGES), one draw in 4 a THP block page."""
+    return _mostly(st.sampled_from(PFN_PAGES), block_vpns(), one_in=4)
+
+
+def devmem_file_ops(name: NameArg) -> SearchStrategy[O.File]:
+    """Defines ``name`` as a devmem buffer object (DEVMEM_PAGES; one in 6 odd sizes)."""
+    return st.builds(O.File, _names(name), _mostly(st.sampled_from(DEVMEM_PAGES),
+                                                   st.sampled_from(DEVMEM_ODD_PAGES), one_in=6),
+                     st.just(True))
+
+
+@cache
+def pfnmap_shapes() -> SearchStrategy[tuple]:
+    """(vpn, npages, off, flags) of a pfnmap: a 512-aligned VPN (or 0) over one or two
+    whole blocks at a 512-aligned offset mostly; one draw in 4 an unaligned VPN or
+    offset, a small mapping, a range past any BO's end, or private (EINVAL)."""
+    good = st.tuples(st.sampled_from(PFN_STARTS), st.sampled_from((HPAGE, HPAGE, 2 * HPAGE)),
+                     st.sampled_from((0, 0, 0, HPAGE)), st.just(PFNMAP_FLAGS))
+    odd = st.one_of(
+        st.tuples(vpns(), st.sampled_from((1, 4, HPAGE)), st.sampled_from((0, 1, HPAGE)),
+                  st.just(PFNMAP_FLAGS)),
+        st.tuples(st.sampled_from(PFN_STARTS), st.just(HPAGE), st.sampled_from((1, 0x100)),
+                  st.just(PFNMAP_FLAGS)),
+        st.tuples(st.sampled_from(PFN_STARTS), st.just(5 * HPAGE), st.just(0),
+                  st.just(PFNMAP_FLAGS)),
+        st.tuples(st.sampled_from(PFN_STARTS), st.just(HPAGE), st.just(0),
+                  st.sampled_from((frozenset({_F.PRIVATE, _F.PFNMAP}), FILE_FLAGS[1]))))
+    return _mostly(good, odd, one_in=4)
+
+
+def pfnmap_ops(proc: NameArg, file: NameArg) -> SearchStrategy[O.Mmap]:
+    """mmap ``file`` (a devmem BO) shared,pfnmap, rw or r (pfnmap_shapes)."""
+    return st.builds(lambda p, f, shape, prot: O.Mmap(p, shape[0], shape[1], prot, shape[3],
+                                                      f, shape[2]),
+                     _names(proc), _names(file), pfnmap_shapes(),
+                     _mostly(st.just(O.Prot.RW), st.just(O.Prot.R), one_in=4))
+
+
+def pfn_ops(proc: NameArg, file: NameArg) -> SearchStrategy[O.Op]:
+    """Ops on a BO and its pfnmaps at the block starts: a read, write or split of a
+    block page (a special PMD, or PTEs once tracked), munmap / mprotect of a block
+    range at 0x400 (a partial one zaps the PMD), wp_range / clean_record of the BO's first
+    blocks (dirty tracking on), fread / fwrite of a BO page."""
+    files = _names(file)
+    return st.one_of(
+        st.builds(O.Write, _names(proc), pfn_vpns(), values()),
+        st.builds(O.Read, _names(proc), pfn_vpns()),
+        st.builds(O.Split, _names(proc), pfn_vpns()),
+        st.builds(lambda p, r: O.Munmap(p, 2 * HPAGE + r[0] - HPAGE, r[1]), _names(proc),
+                  block_ranges()),
+        st.builds(lambda p, r, prot: O.Mprotect(p, 2 * HPAGE + r[0] - HPAGE, r[1], prot),
+                  _names(proc), block_ranges(), prots()),
+        st.builds(lambda f, kind, span: kind(f, *span), files,
+                  st.sampled_from((O.WpRange, O.CleanRecord)),
+                  st.sampled_from(((0, HPAGE), (0, 2 * HPAGE), (1, 4), (HPAGE, HPAGE)))),
+        st.builds(O.FileRead, files, st.sampled_from((0, 1, HPAGE, 2 * HPAGE))),
+        st.builds(O.FileWrite, files, st.sampled_from((0, 1, HPAGE, HPAGE + 3)), values()))
+
+
 def fread_ops(file: NameArg) -> SearchStrategy[O.FileRead]:
     return st.builds(O.FileRead, _names(file), file_pages())
 
@@ -476,6 +558,7 @@ class Scope:
     pins: int = 0                                   # h1..h{pins}
     subs: int = 0                                   # m1..m{subs}
     vms: list[str] = field(default_factory=list)
+    devmem: list[str] = field(default_factory=list)  # the files defined devmem
 
     def proc_names(self) -> list[str]:
         return [f"p{i}" for i in range(self.procs)]
@@ -496,11 +579,12 @@ class Scope:
 
     def key(self) -> tuple:
         """A hashable summary: strategies are cached per scope (building them is slow)."""
-        return (self.procs, tuple(self.files), self.pins, self.subs, tuple(self.vms))
+        return (self.procs, tuple(self.files), self.pins, self.subs, tuple(self.vms),
+                tuple(self.devmem))
 
     @classmethod
     def from_key(cls, key: tuple) -> "Scope":
-        return cls(key[0], list(key[1]), key[2], key[3], list(key[4]))
+        return cls(key[0], list(key[1]), key[2], key[3], list(key[4]), list(key[5]))
 
     def record(self, op: O.Op) -> None:
         """Count the names ``op`` creates; call after appending ``op`` to the program."""
@@ -512,6 +596,8 @@ class Scope:
             self.subs += 1
         elif isinstance(op, O.File) and op.file not in self.files:
             self.files.append(op.file)
+            if op.devmem:
+                self.devmem.append(op.file)
         elif isinstance(op, O.VmInit) and op.vm not in self.vms:
             self.vms.append(op.vm)
 
@@ -558,15 +644,22 @@ def _set_ops(key: O.SetKey) -> SearchStrategy[O.Set]:
 # the device ops (about one op in 8: mirrors, device reads/writes, exclusive grants,
 # atomics, events, folio locks), madvise pageout / mergeable and ksm_scan; then issue
 # 5 (about one op in 8): whole-block mmaps, THP advices / split / settings, accesses
-# and range ops aimed at blocks, clear_refs and wp_range / clean_record.
+# and range ops aimed at blocks, clear_refs and wp_range / clean_record; then device
+# memory (about one op in 16): devmem BOs (devmem_file 1), pfnmaps of them at the
+# block starts (pfnmap 1; programs() also maps a new BO at once two times in 3) and
+# reads / writes of block pages, wp_range / clean_record, fread / fwrite on them
+# (pfn 2; block and thp ops reach the same blocks); before any BO exists, the pfnmap
+# and pfn kinds define one.
 KIND_WEIGHTS: dict[str, int] = {
     "mmap": 3, "mmap_file": 2, "write": 5, "read": 3, "munmap": 1, "mprotect": 2,
     "madvise": 2, "fork": 1, "exit": 1, "file": 1, "fread": 1, "fwrite": 1, "state": 1,
     "same": 1, "pin": 2, "pread": 1, "pwrite": 1, "unpin": 1, "poke": 1,
     "mirror": 1, "unmirror": 1, "device": 2, "lock": 1, "swap_ksm": 1,
     "huge_mmap": 1, "thp": 2, "block": 2, "clear_refs": 1, "dirty": 1,
+    "devmem_file": 1, "pfnmap": 1, "pfn": 2,
     "out_of_scope": 1,
 }
+
 _NEEDS_FILE = {"mmap_file", "fread", "fwrite", "dirty"}
 _NEEDS_PIN = {"pread", "pwrite", "unpin"}
 _NEEDS_SUB = {"unmirror"}
@@ -580,6 +673,8 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
     pin = st.sampled_from(scope.pin_names()) if scope.pins else None
     sub = st.sampled_from(scope.sub_names()) if scope.subs else None
     dev = st.sampled_from(DEVICES)
+    bo = st.sampled_from(scope.devmem) if scope.devmem else None
+    new_bo = devmem_file_ops(scope.next_file())
     table: dict[str, Callable[[], SearchStrategy[O.Op]]] = {
         "mmap": lambda: mmap_ops(proc), "mmap_file": lambda: mmap_ops(proc, file),
         "write": lambda: write_ops(proc), "read": lambda: read_ops(proc),
@@ -600,6 +695,10 @@ def _kind_strategy(kind: str, key: tuple) -> SearchStrategy[O.Op]:
         "huge_mmap": lambda: huge_mmap_ops(proc), "thp": lambda: thp_ops(proc),
         "block": lambda: block_ops(proc), "clear_refs": lambda: clear_refs_ops(proc),
         "dirty": lambda: dirty_ops(file),
+        "devmem_file": lambda: devmem_file_ops(scope.next_file()),
+        # no BO yet: the pfn kinds define one (their ops need it)
+        "pfnmap": lambda: pfnmap_ops(proc, bo) if bo is not None else new_bo,
+        "pfn": lambda: pfn_ops(proc, bo) if bo is not None else new_bo,
         "out_of_scope": lambda: out_of_scope_ops(scope),
     }
     return table[kind]()
@@ -628,7 +727,8 @@ def programs(draw, max_ops: int = 40, min_ops: int = 1, files: int = 1,
     ``file fN 24`` lines; every name is valid where it is used (Scope), so
     ``parse(format_prog(p))`` gives the same ops back. A whole-block private anon
     mmap at a fixed address is followed by ``madvise ... hugepage`` on it two times in
-    3; a ``set thp_alloc fail`` is followed, 1-4 drawn ops later, by ``set
+    3, a devmem ``file`` by a pfnmap of it and a read or write at its start two
+    times in 3; a ``set thp_alloc fail`` is followed, 1-4 drawn ops later, by ``set
     thp_alloc ok`` (unless the program ends first)."""
     if not 0 <= min_ops <= max_ops:
         raise ValueError(f"min_ops={min_ops}, max_ops={max_ops}: need 0 <= min_ops <= max_ops")
@@ -645,6 +745,11 @@ def programs(draw, max_ops: int = 40, min_ops: int = 1, files: int = 1,
         if isinstance(op, O.Mmap) and op.vpn and _whole_blocks(op) \
                 and draw(_HUGE_AFTER, label="madvise hugepage"):
             body.append(O.Madvise(op.proc, op.vpn, op.npages, O.Advice.HUGEPAGE))
+        if isinstance(op, O.File) and op.devmem and draw(_HUGE_AFTER, label="pfnmap"):
+            proc = st.sampled_from(scope.proc_names())
+            body.append(draw(pfnmap_ops(proc, op.file)))
+            body.append(draw(st.one_of(write_ops(proc), read_ops(proc)).map(
+                lambda o: replace(o, vpn=body[-1].vpn or 2 * HPAGE)), label="touch"))
         if isinstance(op, O.Set) and op.key is O.SetKey.THP_ALLOC:
             fail_left = draw(_FAIL_OPS, label="fail lasts") if op.value == "fail" else 0
         elif fail_left:
