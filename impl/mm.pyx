@@ -127,33 +127,30 @@ cdef inline int64_t _align_up(int64_t x, int64_t align) noexcept nogil:
     return (x + align - 1) & ~(align - 1)
 
 
-cdef int64_t get_unmapped_area(mm_t *mm, int64_t npages, int64_t align) noexcept nogil:
-    """Lowest free range of npages starting at >= MMAP_MIN_PAGES, aligned to align
-    pages (rules.md: bottom-up, not the kernel's top-down search). -1 if none."""
-    cdef int64_t cand = _align_up(MMAP_MIN_PAGES, align)
+cdef int64_t _unmapped_area(mm_t *mm, int64_t npages, int64_t align,
+                            int64_t off) noexcept nogil:
+    """Lowest free range of npages starting at >= MMAP_MIN_PAGES whose start is off
+    modulo align pages (rules.md: bottom-up, not the kernel's top-down search). -1 if
+    none."""
+    cdef int64_t cand = _align_up(MMAP_MIN_PAGES - off, align) + off
     cdef int32_t i
     for i in range(mm.nr_vmas):
         if mm.vmas[i].end <= cand:
             continue
         if cand + npages <= mm.vmas[i].start:
             break
-        cand = _align_up(mm.vmas[i].end, align)
+        cand = _align_up(mm.vmas[i].end - off, align) + off
     if cand + npages > TASK_SIZE_PAGES:
         return -1
     return cand
+
+
+cdef int64_t get_unmapped_area(mm_t *mm, int64_t npages, int64_t align) noexcept nogil:
+    """The lowest free range aligned to align pages (private anon THP-sized mappings)."""
+    return _unmapped_area(mm, npages, align, 0)
 
 
 cdef int64_t get_unmapped_area_off(mm_t *mm, int64_t npages, int64_t off) noexcept nogil:
-    """Lowest free range of npages starting at >= MMAP_MIN_PAGES whose start is off
-    modulo HPAGE_PMD_NR (a pfnmap of >= 512 pages, devmem.md). -1 if none."""
-    cdef int64_t cand = _align_up(MMAP_MIN_PAGES - off, HPAGE_PMD_NR) + off
-    cdef int32_t i
-    for i in range(mm.nr_vmas):
-        if mm.vmas[i].end <= cand:
-            continue
-        if cand + npages <= mm.vmas[i].start:
-            break
-        cand = _align_up(mm.vmas[i].end - off, HPAGE_PMD_NR) + off
-    if cand + npages > TASK_SIZE_PAGES:
-        return -1
-    return cand
+    """The lowest free range whose start is off modulo HPAGE_PMD_NR (a pfnmap of >= 512
+    pages: drm_get_unmapped_area keeps the file offset's position within 2 MiB)."""
+    return _unmapped_area(mm, npages, HPAGE_PMD_NR, off)
