@@ -232,7 +232,8 @@ def wp_can_reuse_large_anon_folio(thp: Thp) -> bool:
 
 
 def wp_can_reuse_anon_folio(folio: Folio) -> bool:
-    """A THP page: the large-folio rule above. Order-0 rule: never a KSM page; no references besides this PTE and the swap cache;
+    """A THP page: the large-folio rule above. Order-0 rule: never a KSM page; no
+    references besides this PTE and the swap cache;
     folio_trylock succeeds (a `lock` held on it makes the write copy); the swap cache
     is left when no swap entry needs it (folio_free_swap); then refcount == 1."""
     if isinstance(folio, SubPage):

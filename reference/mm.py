@@ -129,7 +129,7 @@ class Mm:
         for vpn in self.vpns_in(start, end):
             self.zap_pte(vpn)
 
-    def free_tables(self, start: int, end: int, keep) -> None:
+    def free_tables(self, start: int, end: int, keep: Callable[[int], bool]) -> None:
         """Free the PTE tables of the blocks [start, end) touches for which keep(idx) is
         false and that hold no entry (free_pgtables / PT_RECLAIM's try_to_free_pte)."""
         blocks = [i for i in self.tables if start >> 9 <= i <= (end - 1) >> 9]
@@ -181,8 +181,9 @@ class Mm:
     def split_huge_pmd(self, idx: int) -> bool:
         """__split_huge_pmd: a CLEAR invalidation of the block, then (_locked) 512 PTEs
         with the PMD's write/dirty/soft-dirty bits; the huge zero folio becomes 512
-        zero-page PTEs; a special PMD (device memory) is just cleared. AnonExclusive of the head goes to every subpage (RMAP_EXCLUSIVE)
-        when set. The folio stays one THP. Return whether a huge PMD was there."""
+        zero-page PTEs; a special PMD (device memory) is just cleared. AnonExclusive of
+        the head goes to every subpage (RMAP_EXCLUSIVE) when set. The folio stays one
+        THP. Return whether a huge PMD was there."""
         pmd = self.huge_pmd(idx)
         if pmd is None:
             return False

@@ -93,7 +93,7 @@ def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:
         if vma.prot == prot:
             continue                      # mprotect_fixup: newflags == oldflags -> no split
         a, b = max(vma.start, vpn), min(vma.end, end)
-        mm.split_at(a)                    # vma_modify_flags: __split_vma (THP: vma_adjust_trans_huge)
+        mm.split_at(a)                    # vma_modify_flags: __split_vma (vma_adjust_trans_huge)
         mm.split_at(b)
         piece = mm.find_vma(a)
         assert piece is not None and (piece.start, piece.end) == (a, b)
