@@ -289,9 +289,7 @@ cdef int _collapse_block(machine_t *m, mm_t *mm, int32_t idx, int64_t haddr) noe
     if err:
         return err
     if m.thp_alloc_fail:
-        return ENOMEM                            # SCAN_ALLOC_HUGE_PAGE_FAIL: before
-    if mm.vmas[idx].anon_vma == 0:               # hugepage_vma_revalidate (collapse_huge_page
-        return EINVAL                            # allocates first)
+        return ENOMEM                            # SCAN_ALLOC_HUGE_PAGE_FAIL
     h = thp_alloc(&m.mem, &m.kmem)
     if h == 0:
         return -1
@@ -320,14 +318,14 @@ cdef int _collapse_block(machine_t *m, mm_t *mm, int32_t idx, int64_t haddr) noe
 
 cdef int madvise_collapse(machine_t *m, mm_t *mm, int32_t idx, int64_t start,
                           int64_t end) noexcept nogil:
-    """MADV_COLLAPSE over [start, end) of the private anon VMA idx: VM_NOHUGEPAGE ->
-    EINVAL; each aligned block inside both, in order; ENOMEM (allocation) stops at once;
+    """MADV_COLLAPSE over [start, end) of the private anon VMA idx: VM_NOHUGEPAGE or no
+    anon_vma -> EINVAL; each aligned block inside both, in order; ENOMEM (allocation) stops at once;
     else the errno of the last block that failed, 0 when all are PMD-mapped."""
     cdef vma_t *v = &mm.vmas[idx]
     cdef int64_t hstart, hend, haddr
     cdef int err, last = 0
-    if v.madv & VM_NOHUGEPAGE:
-        return EINVAL
+    if v.madv & VM_NOHUGEPAGE or v.anon_vma == 0:
+        return EINVAL                            # thp_vma_allowable_order: no anon_vma -> 0
     hstart = (max(start, v.start) + HPAGE_PMD_MASK) & ~(<int64_t>HPAGE_PMD_MASK)
     hend = min(end, v.end) & ~(<int64_t>HPAGE_PMD_MASK)
     haddr = hstart

@@ -7,8 +7,9 @@ Rules (checked on Linux 6.18 where marked live):
 - Each aligned 2 MiB block inside the range and the VMA: a huge PMD already there
   counts as success (live: the huge zero PMD stays); no PTE table -> EINVAL (live);
   a device-exclusive entry or a KSM page -> EINVAL; a locked folio or a folio with
-  references besides its mappings (a pin) -> EAGAIN; no anon_vma -> EINVAL (live:
-  a zero-page-only range); allocation failure -> ENOMEM and stop. Swap entries are
+  references besides its mappings (a pin) -> EAGAIN; allocation failure -> ENOMEM and
+  stop. A VMA without anon_vma is EINVAL before any block (thp_vma_allowable_order
+  allows no order; live: a zero-page-only range). Swap entries are
   swapped in first. Success: a new exclusive THP holding the old contents (zeros for
   none and zero-page entries) replaces the PTE table; pages mapped elsewhere stay
   mapped there (live: a fork child keeps its pages).
@@ -75,8 +76,9 @@ def collapse_huge_page(mm: Mm, vma_index: int, idx: int, thp: Thp) -> None:
 
 def _collapse_vma(mm: Mm, vma: Vma, start: int, end: int) -> Optional[Errno]:
     """madvise_collapse for one VMA's part [start, end)."""
-    if vma.nohugepage:
-        return Errno.EINVAL                        # thp_vma_allowable_order fails
+    if vma.nohugepage or vma.anon_vma is None:
+        return Errno.EINVAL                        # thp_vma_allowable_order fails (an anon
+                                                   # VMA without anon_vma allows no order)
     last: Optional[Errno] = None
     first_idx = (start + HPAGE_PMD_NR - 1) >> 9
     for idx in range(first_idx, end >> 9):
@@ -92,9 +94,6 @@ def _collapse_vma(mm: Mm, vma: Vma, start: int, end: int) -> Optional[Errno]:
         thp = thp_alloc(mm.thp)
         if thp is None:
             return Errno.ENOMEM                    # SCAN_ALLOC_HUGE_PAGE_FAIL: stop
-        if vma.anon_vma is None:
-            last = Errno.EINVAL                    # hugepage_vma_revalidate: SCAN_PAGE_ANON
-            continue
         collapse_huge_page(mm, mm.vmas.index(vma), idx, thp)
     return last
 
