@@ -1250,8 +1250,12 @@ _THP_ADVICE = frozenset((_HUGEPAGE, _NOHUGEPAGE, _COLLAPSE))
 
 
 def _pending(regs) -> list:
-    """_thp_regions not yet madvised hugepage, newest first."""
-    return [r for r in _thp_regions(regs) if not r[2] & _H]
+    """_thp_regions not yet madvised hugepage, newest first, then up to 4 such pfnmap
+    VMAs holding a whole 512-aligned block (a special PMD needs the hugepage advice
+    too while `set thp madvise` holds: the sysfs setting gates non-anon huge faults)."""
+    pfn = [r for r in reversed(regs) if r is not None and r[2] & _PF
+           and not r[2] & (_H | _NH) and ((r[0] + _HMASK) & ~_HMASK) + HPAGE_PMD_NR <= r[1]]
+    return [r for r in _thp_regions(regs) if not r[2] & _H] + pfn[:4]
 
 
 def _advice_dec(t, v, b, x):
@@ -1894,6 +1898,8 @@ def _apply_mmap(t: _Track, op: O.Mmap) -> None:
             t.pfns.extend((op.proc, h) for h in blocks)
             del t.pfns[:-_WRITTEN]
             t.fresh_pfn = t.nops
+            if h == vpn:             # madvised hugepage first (_HUGE_KEY): under `thp
+                t.fresh = (op.proc, vpn, op.npages, t.nops)   # madvise` it gates huge faults
     if len(regs) < _MAX_REGIONS:
         attr = _prot_attr(op.prot) | (0 if op.flags in _PRIVATE_SETS else _S) \
             | (_PF if pfn else 0)

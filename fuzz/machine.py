@@ -349,6 +349,8 @@ class LockstepMachine(RuleBasedStateMachine):
         got = self._step(O.Mmap("p0", vpn, S.HPAGE, O.Prot.RW, S.PFNMAP_FLAGS, name, 0))
         if got.kind is not ResultKind.VALUE:
             return multiple()
+        # huge faults of a non-anon VMA obey the sysfs setting (`thp madvise` by default)
+        self._step(O.Madvise("p0", int(got.payload), S.HPAGE, O.Advice.HUGEPAGE))
         pb = PfnRef("p0", int(got.payload), S.HPAGE, name, 0)   # type: ignore[arg-type]
         self._step(O.Write("p0", pb.vpn + 1, 1) if write else O.Read("p0", pb.vpn + 1))
         return pb
@@ -862,6 +864,8 @@ class LockstepMachine(RuleBasedStateMachine):
         got = self._step(O.Mmap(proc, vpn, npages, prot, flags, bo, off))
         if got.kind is not ResultKind.VALUE:
             return multiple()
+        if write or index % 2:                   # mostly madvised: huge faults need it
+            self._step(O.Madvise(proc, int(got.payload), npages, O.Advice.HUGEPAGE))
         pb = PfnRef(proc, int(got.payload), npages, bo, off)   # type: ignore[arg-type]
         v = pb.vpn + index % npages
         self._step(O.Write(proc, v, value) if write else O.Read(proc, v))

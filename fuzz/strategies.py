@@ -748,8 +748,11 @@ def programs(draw, max_ops: int = 40, min_ops: int = 1, files: int = 1,
         if isinstance(op, O.File) and op.devmem and draw(_HUGE_AFTER, label="pfnmap"):
             proc = st.sampled_from(scope.proc_names())
             body.append(draw(pfnmap_ops(proc, op.file)))
+            m = body[-1]
+            if m.vpn:                     # huge faults of a non-anon VMA obey `thp madvise`
+                body.append(O.Madvise(m.proc, m.vpn, m.npages, O.Advice.HUGEPAGE))
             body.append(draw(st.one_of(write_ops(proc), read_ops(proc)).map(
-                lambda o: replace(o, vpn=body[-1].vpn or 2 * HPAGE)), label="touch"))
+                lambda o: replace(o, vpn=m.vpn or 2 * HPAGE)), label="touch"))
         if isinstance(op, O.Set) and op.key is O.SetKey.THP_ALLOC:
             fail_left = draw(_FAIL_OPS, label="fail lasts") if op.value == "fail" else 0
         elif fail_left:

@@ -10,7 +10,8 @@
 #   change (a write dirties it); a write to a read-only one: BO not tracked -> upgraded
 #   in place (insert_pfn_pmd write: dirty, writable iff VM_WRITE); tracked ->
 #   FALLBACK: the PMD is zapped (CLEAR first), then the PTE level.
-#   pmd_none, block inside the VMA, pgoff(haddr) % 512 == 0, BO not tracked: a special
+#   pmd_none, block inside the VMA, pgoff(haddr) % 512 == 0, BO not tracked, and THP
+#   allowed for the VMA (sysfs `enabled` enforced for page faults, VM_NOHUGEPAGE): a special
 #   PMD (read: read-only clean; write: dirty, writable iff VM_WRITE).
 #   Else the PTE level: a none PTE gets a read-only clean pfn PTE; a write then goes
 #   through wp_pfn_shared: writable (VM_WRITE) and dirty + soft-dirty. No notifier.
@@ -84,6 +85,14 @@ cdef void devmem_change_pmd(vma_t *v, uint64_t *pmdp) noexcept nogil:
     pmdp[0] = pmd
 
 
+cdef inline bint _huge_fault_allowed(machine_t *m, vma_t *v) noexcept nogil:
+    """__thp_vma_allowable_orders for a non-anon VMA in a page fault: the sysfs `enabled`
+    setting is enforced (always, or madvise with VM_HUGEPAGE), VM_NOHUGEPAGE forbids."""
+    if v.madv & VM_NOHUGEPAGE:
+        return False
+    return m.thp_mode == THP_ALWAYS or (m.thp_mode == THP_MADVISE and (v.madv & VM_HUGEPAGE) != 0)
+
+
 cdef int devmem_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flags) noexcept nogil:
     """handle_mm_fault in a pfnmap VMA (see the rules above). VM_FAULT_OK or VM_FAULT_OOM."""
     cdef vma_t *v = &mm.vmas[idx]
@@ -104,7 +113,8 @@ cdef int devmem_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flag
         devmem_zap_pmd(m, mm, pmdp, haddr)       # FALLBACK: __split_huge_pmd zaps it
     elif (pmdp == NULL or pmdp[0] == 0) and haddr >= v.start \
             and haddr + HPAGE_PMD_NR <= v.end \
-            and (linear_page_index(v, haddr) & HPAGE_PMD_MASK) == 0 and not f.tracked:
+            and (linear_page_index(v, haddr) & HPAGE_PMD_MASK) == 0 and not f.tracked \
+            and _huge_fault_allowed(m, v):
         pmdp = pmd_alloc_map(mm.pgd, &m.kmem, vpn)   # create_huge_pmd -> huge_fault
         if pmdp == NULL:
             return VM_FAULT_OOM

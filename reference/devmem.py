@@ -7,8 +7,10 @@ Rules (Linux 6.18; the driver side follows TTM/vmwgfx):
   mapped only shared (ttm_bo_mmap_obj refuses COW mappings) as a VM_PFNMAP|VM_IO VMA
   that wants write-notify (vm_ops->pfn_mkwrite): faults install read-only entries,
   a write goes through wp_pfn_shared (writable and dirty, no notifier).
-- huge_fault inserts a special PMD when the block lies in the VMA, its first page is
-  2 MiB-aligned in the BO, the block has no PTE table and the BO is not dirty-tracked
+- huge_fault inserts a special PMD when THP is allowed for the VMA (the sysfs setting
+  is enforced for non-anonymous VMAs: always, or madvise with MADV_HUGEPAGE), the block
+  lies in the VMA, its first page is 2 MiB-aligned in the BO, the block has no PTE
+  table and the BO is not dirty-tracked
   (vmwgfx falls back to PTEs under dirty tracking, which starts with the first
   wp_range/clean_record on the BO). A write to a read-only special PMD upgrades it in
   place (insert_pfn_pmd), or, under tracking, zaps it and refaults at PTE level.
@@ -26,6 +28,7 @@ from typing import Optional
 from .folio import HPAGE_PMD_NR
 from .mm import Mm
 from .pagetable import Pmd, Pte
+from .sysfs import ThpSettings
 from .vma import Vma
 
 
@@ -116,6 +119,15 @@ def huge_aligned(vma: Vma, idx: int) -> bool:
             and vma.pgoff_of(base) % HPAGE_PMD_NR == 0)
 
 
+def huge_fault_allowed(settings: ThpSettings, vma: Vma) -> bool:
+    """__thp_vma_allowable_orders for a non-anonymous VMA in a page fault: the sysfs
+    `enabled` setting is enforced (always, or madvise with VM_HUGEPAGE) before the
+    driver's huge_fault is trusted; VM_NOHUGEPAGE forbids (vma_thp_disabled)."""
+    if vma.nohugepage:
+        return False
+    return settings.enabled == "always" or (settings.enabled == "madvise" and vma.hugepage)
+
+
 def zap_special_pmd(mm: Mm, idx: int) -> None:
     """__split_huge_pmd on a special VMA: a CLEAR invalidation, the PMD is cleared, no
     PTE table is populated (__split_huge_pmd_locked returns for vma_is_special_huge)."""
@@ -142,7 +154,8 @@ def pfnmap_fault(mm: Mm, i: int, vpn: int, write: bool) -> None:
             pmd.writable = vma.prot.write
             return
         zap_special_pmd(mm, idx)                        # VM_FAULT_FALLBACK: split = zap
-    elif mm.pmd_none(idx) and huge_aligned(vma, idx) and not bo.tracked:
+    elif (mm.pmd_none(idx) and huge_aligned(vma, idx) and not bo.tracked
+          and huge_fault_allowed(mm.thp, vma)):
         new = Pmd(bo.huge(vma.pgoff_of(idx << 9)))      # vmf_insert_pfn_pmd
         if write:
             new.mkdirty()

@@ -16,6 +16,7 @@ from test_impl import run
 BO = """
 file f0 0x400 devmem -> ok
 mmap p0 0x200 0x400 rw shared,pfnmap file=f0 off=0 -> 0x200
+madvise p0 0x200 0x400 hugepage -> ok
 """
 
 
@@ -71,7 +72,7 @@ state p0 0x200 -> pfn pmd rw dirty softdirty
 """)
     c = _canon(m, "f0", "warnings", "p0 page", "p0 vma")
     assert c == {
-        "p0 vma[0]": "0x200-0x600 rw shared f0@0x0 pfnmap softdirty",
+        "p0 vma[0]": "0x200-0x600 rw shared f0@0x0 hugepage pfnmap softdirty",
         "p0 page 0x200": "pfn pmd rw dirty softdirty f0:0x0",
         "f0 devmem": "pages=0x400 vals=0x5:0x77 tracked",
         "warnings": "1",                        # the skipped PMD was writable and dirty
@@ -129,7 +130,7 @@ split p0 0x480 -> ok
 state p0 0x400 -> none
 read p0 0x480 -> 0
 state p0 0x480 -> pfn pmd r
-madvise p0 0x480 1 hugepage -> ok
+madvise p0 0x480 1 nohugepage -> ok
 state p0 0x400 -> none
 read p0 0x400 -> 0
 state p0 0x400 -> pfn pte r
@@ -142,6 +143,7 @@ file f0 0x1000 devmem -> ok
 mmap p0 0 0x200 r shared,pfnmap file=f0 off=0x10 -> 0x10
 mmap p0 0 0x10 r shared,pfnmap file=f0 off=0x10 -> 0x210
 mmap p0 0 0x200 r shared,pfnmap file=f0 off=0x200 -> 0x400
+madvise p0 0x400 0x200 hugepage -> ok
 read p0 0x10 -> 0
 state p0 0x10 -> pfn pte r
 read p0 0x400 -> 0

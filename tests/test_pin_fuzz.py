@@ -138,7 +138,8 @@ def test_poke_reaches_read_only_private_and_shared_mappings():
             if kind is not None:
                 where[(kind, _kind(res))] += 1
     assert where[("private-nowrite", "ok")] >= 1.2 * n, where
-    assert where[("shared-nowrite", "EIO")] >= 0.5 * n, where
+    # ~0.5 per program since issue 5's THP and devmem reach took some of the mass
+    assert where[("shared-nowrite", "EIO")] >= 0.4 * n, where
     assert where[("shared", "ok")] >= 0.5 * n, where
     total = sum(where.values())
     assert sum(c for (k, _), c in where.items() if k == "none") <= 0.25 * total, where
