@@ -62,6 +62,11 @@ cdef inline uint64_t pte_mkdirty(uint64_t pte) noexcept nogil:
     # x86 pte_mkdirty sets soft-dirty too (arch/x86/include/asm/pgtable.h)
     return pte | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED
 
+cdef inline uint64_t entry_state_bits(uint64_t e) noexcept nogil:
+    """The `state` probe's write/dirty/soft-dirty bits of a PTE or huge PMD entry."""
+    return ((STATE_WRITABLE if pte_write(e) else 0) | (STATE_DIRTY if pte_dirty(e) else 0)
+            | (STATE_SOFT_DIRTY if pte_soft_dirty(e) else 0))
+
 cdef inline uint64_t pte_mkold(uint64_t pte) noexcept nogil:
     return pte & ~(<uint64_t>_PAGE_ACCESSED)
 

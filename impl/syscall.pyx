@@ -237,13 +237,7 @@ cdef uint64_t pte_state_code(machine_t *m, uint64_t pte) noexcept nogil:
                 code |= STATE_EXCL
         else:
             code = ENTRY_FILE
-    if pte_write(pte):
-        code |= STATE_WRITABLE
-    if pte_dirty(pte):
-        code |= STATE_DIRTY
-    if pte_soft_dirty(pte):
-        code |= STATE_SOFT_DIRTY
-    return code
+    return code | entry_state_bits(pte)
 
 
 cdef int64_t _frame_at(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:

@@ -203,13 +203,7 @@ cdef uint64_t pmd_state_code(machine_t *m, uint64_t pmd) noexcept nogil:
         if pfn_folio(&m.mem, pte_pfn(pmd)).flags & PG_anon_exclusive:
             code |= STATE_EXCL
     code |= STATE_PMD
-    if pte_write(pmd):
-        code |= STATE_WRITABLE
-    if pte_dirty(pmd):
-        code |= STATE_DIRTY
-    if pte_soft_dirty(pmd):
-        code |= STATE_SOFT_DIRTY
-    return code
+    return code | entry_state_bits(pmd)
 
 
 cdef void sys_split(machine_t *m, mm_t *mm, int64_t vpn, mm_res_t *r) noexcept nogil:
