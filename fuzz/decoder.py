@@ -141,8 +141,8 @@ _MAX_REGIONS = 24        # tracked VMAs per process (creation-indexed, with tomb
 # and ksm_scan 1.2% (madvise pageout/mergeable/unmergeable come through Madvise's
 # advice table, _ADVICES); issue 5's THP and dirty-tracking ops 3.9% (5 entries more
 # than before issue 5: 1 from pin, 1 each from mirror, dread, dwrite and dexcl, which
-# keeps the issue-3 ops at 180 entries): split 3 entries
-# (aimed at pages of 512-aligned blocks, SPLIT_VPN), set 2 (thp, thp_zero, rarely
+# keeps the issue-3 ops at 180 entries; split_folio took one from pwrite): split 2
+# entries and split_folio 2 (both aimed at pages of 512-aligned blocks, SPLIT_VPN), set 2 (thp, thp_zero, rarely
 # thp_alloc / max_ptes_none; a thp_alloc fail is ended by a `set thp_alloc ok` that
 # _needs substitutes for a later read or write), clear_refs 2, clean_record 2,
 # wp_range 1 (aimed at files a shared mapping maps, DFILE/DPGOFF/DSPAN); madvise
@@ -160,11 +160,11 @@ OP_WEIGHTS: dict[type, int] = {
     O.Mmap: 28, O.Munmap: 12, O.Mprotect: 14, O.Madvise: 23, O.Read: 25, O.Write: 32,
     O.Fork: 11, O.Exit: 4, O.File: 5, O.FileRead: 6, O.FileWrite: 8, O.State: 7,
     O.Same: 5,
-    O.Pin: 8, O.PinRead: 5, O.PinWrite: 5, O.Unpin: 4, O.Poke: 6,
+    O.Pin: 8, O.PinRead: 5, O.PinWrite: 4, O.Unpin: 4, O.Poke: 6,
     O.Mirror: 5, O.Unmirror: 2, O.DevRead: 4, O.DevWrite: 4, O.DevExclusive: 4,
     O.DevAtomic: 3, O.DevEvents: 2, O.Lock: 2, O.Unlock: 2,
     O.KsmScan: 3,
-    O.Split: 3, O.Set: 2, O.ClearRefs: 2, O.CleanRecord: 2, O.WpRange: 1,
+    O.Split: 2, O.SplitFolio: 2, O.Set: 2, O.ClearRefs: 2, O.CleanRecord: 2, O.WpRange: 1,
 }
 for _cls in O.ALL_OPS:
     OP_WEIGHTS.setdefault(_cls, 1)
@@ -1673,6 +1673,7 @@ _SPECS: dict[type, tuple] = {
     O.WpRange: (("file", DFILE), ("pgoff", DPGOFF), ("npages", DSPAN)),
     O.CleanRecord: (("file", DFILE), ("pgoff", DPGOFF), ("npages", DSPAN)),
     O.Split: (("proc", SPLIT_PROC), ("vpn", SPLIT_VPN)),
+    O.SplitFolio: (("proc", SPLIT_PROC), ("vpn", SPLIT_VPN)),
     O.KsmScan: (),
     O.Mirror: (("dev", MDEV), _P, _V, ("npages", MIRROR_NPAGES)),
     O.Unmirror: (("sub", SUB),),
@@ -1793,7 +1794,7 @@ _NEEDED.update({cls: frozenset(("dsub",))
 _NEEDED.update({cls: frozenset(("vma",)) for cls, spec in _SPECS.items()
                 if cls is not O.Mmap and spec[:1] == (_P,)
                 and any(f == "vpn" for f, _ in spec)})
-_NEEDED[O.Split] = frozenset(("vma",))
+_NEEDED[O.Split] = _NEEDED[O.SplitFolio] = frozenset(("vma",))
 
 
 _POPULATE_ADVICE = frozenset((O.Advice.POPULATE_READ, O.Advice.POPULATE_WRITE))

@@ -204,7 +204,7 @@ _BLOCK_RANGES = st.sampled_from(((0, S.HPAGE), (0, 1), (S.HPAGE - 1, 1), (S.HPAG
                                  (S.HPAGE - 8, 16)))
 _BLOCK_KINDS = st.sampled_from((O.Write, O.Split, O.Munmap, "collapse", O.Fork, O.Read,
                                 O.Mprotect, "dontneed", O.Poke, O.Pin, "pageout",
-                                O.Write, O.Read, O.ClearRefs))
+                                O.Write, O.SplitFolio, O.ClearRefs))
 # Follow-ups drawn with an entry rule (Hypothesis enables a random subset of rules per
 # run, so a chain of separate rules is rare): two block ops after huge_mmap, each
 # one draw in 4 left out.
@@ -759,7 +759,8 @@ class LockstepMachine(RuleBasedStateMachine):
         """One op on the block's first 512 pages, in its process (``proc`` for CPU
         accesses: a forked child maps the same VPNs): a write, read, poke or 1-page rw
         pin of page ``index``; fork; mprotect, munmap, dontneed or pageout of ``rng``;
-        split at page ``index``; collapse of the block; clear_refs of its process."""
+        split or split_folio at page ``index``; collapse of the block; clear_refs of its
+        process."""
         p, v = blk.proc, blk.vpn
         if kind is O.Fork:
             return self._forked(p)
@@ -768,8 +769,8 @@ class LockstepMachine(RuleBasedStateMachine):
             return multiple()
         if kind in _CPU:
             self._step(_cpu_op(kind, proc, v + index, value))
-        elif kind is O.Split:
-            self._step(O.Split(p, v + index))
+        elif kind is O.Split or kind is O.SplitFolio:
+            self._step(kind(p, v + index))
         elif kind == "collapse":
             self._step(O.Madvise(p, v, S.HPAGE, O.Advice.COLLAPSE))
         elif kind is O.Mprotect:

@@ -328,13 +328,15 @@ def block_starts() -> SearchStrategy[int]:
 
 
 def thp_ops(proc: NameArg) -> SearchStrategy[O.Op]:
-    """madvise hugepage / collapse / nohugepage over a block (or the window), split at a
-    block page, or a THP setting."""
+    """madvise hugepage / collapse / nohugepage over a block (or the window), split or
+    split_folio at a block page, or a THP setting."""
     madv = st.builds(lambda p, r, a: O.Madvise(p, r[0], r[1], a), _names(proc),
                      _mostly(st.sampled_from(((HPAGE, HPAGE), (HPAGE, 2 * HPAGE))),
                              st.tuples(vpns(), page_counts(huge=True)), one_in=4),
                      st.sampled_from(THP_ADVICE))
-    return st.one_of(madv, st.builds(O.Split, _names(proc), block_vpns()), _thp_set_ops())
+    split = st.builds(lambda cls, p, v: cls(p, v), st.sampled_from((O.Split, O.SplitFolio)),
+                      _names(proc), block_vpns())
+    return st.one_of(madv, split, _thp_set_ops())
 
 
 @cache

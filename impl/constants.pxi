@@ -159,6 +159,7 @@ cdef enum:
     OP_CLEAR_REFS = 42           # softdirty.pyx: clear_refs_write(CLEAR_REFS_SOFT_DIRTY)
     OP_SET = 29
     OP_SPLIT = 30
+    OP_SPLIT_FOLIO = 31          # folio_split.pyx: split_folio (debugfs split_huge_pages)
 
     # --- result kinds of the batch encoding (decoded in machine.pyx)
     RES_OK = 0
@@ -234,6 +235,8 @@ cdef enum:
     MUTANT_SPLIT_DROPS_DIRTY = 22            # __split_huge_pmd_locked (pte_mkdirty)
     MUTANT_SPLIT_MARKS_SHARED_EXCLUSIVE = 23  # __split_huge_pmd_locked (RMAP_EXCLUSIVE)
     MUTANT_HUGE_ZERO_WRITTEN_IN_PLACE = 24   # do_huge_zero_wp_pmd
+    MUTANT_SPLIT_WALK_STOPS_AT_FIRST_PMD = 25    # try_to_migrate_one (6.18 early abort)
+    MUTANT_ZERO_REMAP_DROPS_SOFT_DIRTY = 26  # try_to_map_unused_to_zeropage
 
 # Limits wider than a C int, as C macros (a .pxd cannot hold initialized variables).
 cdef extern from *:

@@ -18,6 +18,7 @@ include "mm.pyx"
 include "notifier.pyx"
 include "fault.pyx"
 include "thp.pyx"
+include "folio_split.pyx"
 include "fork.pyx"
 include "syscall.pyx"
 include "gup.pyx"
@@ -265,6 +266,23 @@ folio is shared by every reader in every process and must stay zero (the zero-pa
 analogue of Dirty COW). The mutant sets the write bit on the huge zero PMD: the store
 lands in the shared zero folio, and every other huge zero mapping reads it. Program: two
 blocks read (both the huge zero PMD), write into one: the other reads 5 (faithful: 0).""",
+    "split_walk_stops_at_first_pmd": """\
+A folio split stops its rmap walk after freezing the first huge PMD it meets.
+Rule: try_to_migrate_one with TTU_SPLIT_HUGE_PMD freezes a PMD into migration entries
+and walks on to the folio's other mappings (the 6.18.y stable fix "mm/huge_memory: fix
+early failure try_to_migrate() when split huge pmd for shared thp"). 6.18 as released
+(commit 60fbb14396d5) did `ret = false; break` after split_huge_pmd_locked: the rmap walk
+ends, a THP still mapped elsewhere cannot be frozen, and the split fails (-EAGAIN) with
+the first PMD left split into PTEs of the still-large folio. The mutant is that kernel.
+Program: p0 writes a THP, forks p1, split_folio -> EBUSY (faithful: ok).""",
+    "zero_remap_drops_soft_dirty": """\
+A folio split maps an all-zero page to the zero page without its soft-dirty bit.
+Rule: try_to_map_unused_to_zeropage carries the migration entry's soft-dirty (and
+uffd-wp) bit into the zero-page PTE (6.18: "mm/rmap: fix soft-dirty and uffd-wp bit
+loss when remapping zero-filled mTHP subpage to shared zeropage"); before that fix the
+bits were lost and a soft-dirty tracker missed pages written since the last clear. The
+mutant drops the bit. Program: write one page of a THP, split_folio: `state` of a zero
+page shows no softdirty (faithful: zero pte r softdirty).""",
 }
 _MUTANT_CODE = {
     "no_anon_exclusive_reuse": MUTANT_NO_ANON_EXCLUSIVE_REUSE,
@@ -291,6 +309,8 @@ _MUTANT_CODE = {
     "split_drops_dirty": MUTANT_SPLIT_DROPS_DIRTY,
     "split_marks_shared_exclusive": MUTANT_SPLIT_MARKS_SHARED_EXCLUSIVE,
     "huge_zero_written_in_place": MUTANT_HUGE_ZERO_WRITTEN_IN_PLACE,
+    "split_walk_stops_at_first_pmd": MUTANT_SPLIT_WALK_STOPS_AT_FIRST_PMD,
+    "zero_remap_drops_soft_dirty": MUTANT_ZERO_REMAP_DROPS_SOFT_DIRTY,
 }
 assert _MUTANT_CODE.keys() == MUTANTS.keys(), "every mutant needs a doc and a code"
 
@@ -305,6 +325,7 @@ _OPCODE = {
     _ops.DevExclusive: OP_DEXCL, _ops.DevAtomic: OP_DATOMIC, _ops.DevEvents: OP_DEVENTS,
     _ops.Lock: OP_LOCK, _ops.Unlock: OP_UNLOCK, _ops.KsmScan: OP_KSM_SCAN,
     _ops.Set: OP_SET, _ops.Split: OP_SPLIT,                         # thp.pyx
+    _ops.SplitFolio: OP_SPLIT_FOLIO,                                # folio_split.pyx
     _ops.WpRange: OP_WP_RANGE, _ops.CleanRecord: OP_CLEAN_RECORD,   # dirty.pyx
     _ops.ClearRefs: OP_CLEAR_REFS,                                  # softdirty.pyx
 }   # every other op class has no model rules yet: OP_ENOSYS
@@ -599,7 +620,7 @@ cdef class ImplMachine:
             return 0
         o.proc = self._proc(op.proc)
         if code == OP_READ or code == OP_STATE or code == OP_LOCK or code == OP_UNLOCK \
-                or code == OP_SPLIT:
+                or code == OP_SPLIT or code == OP_SPLIT_FOLIO:
             o.a0 = _num(op.vpn, "vpn")
         elif code >= OP_MIRROR and code <= OP_DATOMIC:
             o.a0 = self._dev(op.dev)

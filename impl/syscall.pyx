@@ -385,6 +385,8 @@ cdef void do_op(machine_t *m, mm_op_t *op, mm_res_t *r) noexcept nogil:
         sys_set(m, op.a0, op.a1, r)
     elif op.code == OP_SPLIT:
         sys_split(m, mm, op.a0, r)
+    elif op.code == OP_SPLIT_FOLIO:                     # folio_split.pyx
+        sys_split_folio(m, mm, op.a0, r)
     elif op.code == OP_WP_RANGE:                        # dirty.pyx
         sys_wp_range(m, <int32_t>op.a0, op.a1, op.a2, r)
     elif op.code == OP_CLEAN_RECORD:

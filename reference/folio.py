@@ -109,6 +109,11 @@ class Thp:
         """folio_large_mapcount: a PMD mapping counts once, a PTE mapping once."""
         return self.total
 
+    def maybe_mapped_shared(self) -> bool:
+        """folio_maybe_mapped_shared (CONFIG_MM_ID): one mapping is exclusive, else the
+        shared bit decides."""
+        return self.total > 1 and self.shared
+
     def mm_add(self, mm: str, d: int) -> None:
         """folio_add_return_large_mapcount: account d mappings of this folio in mm."""
         before = self.total

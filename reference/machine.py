@@ -15,6 +15,7 @@ from . import ops as O
 from .api import InvariantError
 from .fault import handle_mm_fault
 from .devmem import BufferObject, DevPage, huge_aligned
+from .folio_split import split_folio, thp_at
 from .folio import HPAGE_PMD_NR, Folio, HugeZeroPage, SubPage, Thp, ZeroPage, folio_store
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
@@ -74,7 +75,7 @@ class ReferenceMachine:
             O.Mirror: self._mirror, O.Unmirror: self._unmirror, O.DevRead: self._dread,
             O.DevWrite: self._dwrite, O.DevExclusive: self._dexcl, O.DevAtomic: self._datomic,
             O.DevEvents: self._devents, O.Lock: self._lock, O.Unlock: self._unlock,
-            O.KsmScan: self._ksm_scan, O.Set: self._set, O.Split: self._split,
+            O.KsmScan: self._ksm_scan, O.Set: self._set, O.Split: self._split, O.SplitFolio: self._split_folio,
             O.WpRange: self._wp_range, O.CleanRecord: self._clean_record,   # mapping_dirty_helpers
             O.ClearRefs: self._clear_refs,                                    # clear_refs_write
         }
@@ -87,6 +88,7 @@ class ReferenceMachine:
         mm.notify = lambda kind, start, end, owner: notifiers.invalidate(
             pname, kind, start, end, owner)
         mm.watched = lambda: any(s.proc == pname for s in notifiers.subs.values())
+        mm.rmap = self._rmap_order
         return mm
 
     # --- the contract ----------------------------------------------------------------
@@ -517,7 +519,7 @@ class ReferenceMachine:
         return OK
 
     def _ksm_scan(self, op: O.KsmScan) -> Result:
-        procs = [self.procs[p] for p in sorted(self.procs, key=lambda n: int(n[1:]))]
+        procs = self._rmap_order()
         return value(ksm_scan(procs))
 
     def _mirror(self, op: O.Mirror) -> Result:
@@ -587,6 +589,25 @@ class ReferenceMachine:
         if mm.find_vma(op.vpn) is None:
             return errno(Errno.EFAULT)
         return OK if mm.split_huge_pmd(op.vpn >> 9) else errno(Errno.EINVAL)
+
+    def _split_folio(self, op: O.SplitFolio) -> Result:
+        """debugfs split_huge_pages at one address: EFAULT without a VMA, EINVAL unless a
+        present entry maps a THP page, EBUSY when the folio lock is taken or the split
+        is refused (can_split_folio)."""
+        mm = self.procs[op.proc]
+        if mm.find_vma(op.vpn) is None:
+            return errno(Errno.EFAULT)
+        thp = thp_at(mm, op.vpn)
+        if thp is None:
+            return errno(Errno.EINVAL)
+        if thp.locked:                                  # folio_trylock
+            return errno(Errno.EBUSY)
+        err = split_folio(self._rmap_order(), thp, op.vpn & ~(HPAGE_PMD_NR - 1))
+        return OK if err is None else errno(err)
+
+    def _rmap_order(self) -> list[Mm]:
+        """Every live process, by pid: the order an rmap walk meets them in."""
+        return [self.procs[p] for p in sorted(self.procs, key=lambda n: int(n[1:]))]
 
     def _state(self, op: O.State) -> Result:
         pte = self.procs[op.proc].ptes.get(op.vpn)

@@ -44,6 +44,8 @@ class Mm:
         # to the interval-notifier dispatch (notifier.py); a no-op without subscriptions
         self.notify: Callable[[str, int, int, Optional[str]], None] = _no_notifier
         self.watched: Callable[[], bool] = lambda: False   # any live subscription?
+        # every live process, for an rmap walk (a folio split); set by the machine
+        self.rmap: Callable[[], list[Mm]] = lambda: [self]
 
     # --- VMAs -------------------------------------------------------------------
 

@@ -331,6 +331,13 @@ class Split(Op):
     vpn: int
 
 
+@_op("split_folio", "proc:PROC vpn:NUM")
+class SplitFolio(Op):
+    """split_folio of the large folio mapped at vpn (debugfs split_huge_pages, order 0)."""
+    proc: str
+    vpn: int
+
+
 @_op("ksm_scan", "")
 class KsmScan(Op):
     """One complete ksmd pass; result is the number of pages merged."""
@@ -491,7 +498,7 @@ class Same(Op):
 ALL_OPS: tuple[type, ...] = (
     Mmap, Munmap, Mprotect, Madvise, Read, Write, Fork, Exit, Poke, ClearRefs,
     Pin, PinRead, PinWrite, Unpin, File, FileRead, FileWrite, WpRange, CleanRecord,
-    Split, KsmScan, Mirror, Unmirror, DevRead, DevWrite, DevExclusive, DevAtomic,
+    Split, SplitFolio, KsmScan, Mirror, Unmirror, DevRead, DevWrite, DevExclusive, DevAtomic,
     DevEvents, Lock, Unlock, VmInit, BindMap, BindUnmap, VmRun, GpuRead, UnbindObj,
     VmState, Set, State, Same,
 )

@@ -57,6 +57,7 @@ fwrite f3 0 7
 wp_range f0 0 0x10 -> 0x0
 clean_record f0 0 0x10 -> 0x2 bits=0x1,0x3
 split p0 0x10
+split_folio p0 0x200 -> EBUSY
 ksm_scan -> 0x0
 mirror d0 p0 0x10 0x200 -> m1
 unmirror m1
@@ -463,6 +464,7 @@ STRATEGIES = {
     O.WpRange: lambda d, sc: O.WpRange(file(d, sc), n(d), n(d)),
     O.CleanRecord: lambda d, sc: O.CleanRecord(file(d, sc), n(d), n(d)),
     O.Split: lambda d, sc: O.Split(proc(d, sc), n(d)),
+    O.SplitFolio: lambda d, sc: O.SplitFolio(proc(d, sc), n(d)),
     O.KsmScan: lambda d, sc: O.KsmScan(),
     O.Mirror: lambda d, sc: O.Mirror(dev(d, sc), proc(d, sc), n(d), n(d)),
     O.Unmirror: lambda d, sc: O.Unmirror(sub(d, sc)),

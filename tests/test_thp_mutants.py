@@ -1,12 +1,14 @@
 """Issue 5: each THP seeded-bug mutant is caught by the fuzzer's own inputs.
 
-Three rules of mm/huge_memory.c broken on purpose in the impl (impl/machine.pyx MUTANTS):
-a PMD split that drops the dirty bit, one that marks the pages of a shared THP
-AnonExclusive, and a write that lands in the huge zero folio. Random 2 KB byte strings
-decoded into programs catch each of them through the fuzz harness (results, canonical
-state and invariants compared), while the faithful impl passes the same inputs. When
-written, of 60 inputs (seed 64) the decoder caught 25, 8 and 3; the decoder before the
-issue-5 reach work caught 1, 1 and 0. Floors are about half of that.
+Five rules of mm/huge_memory.c and the folio split broken on purpose in the impl
+(impl/machine.pyx MUTANTS): a PMD split that drops the dirty bit, one that marks the
+pages of a shared THP AnonExclusive, a write that lands in the huge zero folio, a folio
+split whose zero-page remap loses soft-dirty (fixed during 6.18) and one whose rmap walk
+stops after the first PMD (6.18 as released). Random 2 KB byte strings decoded into
+programs catch each of them through the fuzz harness (results, canonical state and
+invariants compared), while the faithful impl passes the same inputs. When written, of
+60 inputs (seed 64) the decoder caught 25, 8, 3, 7 and 3; the decoder before the
+issue-5 reach work caught 1, 1 and 0 of the first three. Floors are about half of that.
 The Hypothesis lockstep machine catching them is a soak test (slow).
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ from mmdiff.fuzz.harness import Harness
 from mmdiff.impl import MUTANTS
 
 THP_MUTANTS = {"split_drops_dirty": 12, "split_marks_shared_exclusive": 4,
-               "huge_zero_written_in_place": 1}
+               "huge_zero_written_in_place": 1, "zero_remap_drops_soft_dirty": 3,
+               "split_walk_stops_at_first_pmd": 1}
 
 
 def _inputs(seed: int, n: int, size: int = 2048):
