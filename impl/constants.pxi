@@ -20,6 +20,8 @@ cdef enum:
     MMAP_MIN_PAGES = 16          # lowest vpn an address pick returns (hints round up to 64 KiB)
     HPAGE_PMD_NR = 512           # address alignment of huge-capable anon mmaps
     HPAGE_PMD_MASK = 511         # vpn & HPAGE_PMD_MASK: subpage index in a PMD block
+    HPAGE_PUD_NR = 1 << 18       # pages a PUD leaf maps (1 GiB: one slot of the PUD table)
+    HPAGE_PUD_MASK = (1 << 18) - 1
     TABLE_BASE_ALIGN = 256       # table allocations: entries at base + 64 keep bit 7 clear
 
     # --- present entry bits (arch/x86/include/asm/pgtable_types.h layout)
@@ -28,7 +30,7 @@ cdef enum:
     _PAGE_USER = 1 << 2
     _PAGE_ACCESSED = 1 << 5      # young
     _PAGE_DIRTY = 1 << 6
-    _PAGE_PSE = 1 << 7           # huge leaf at PMD level (pmd_trans_huge; thp.pyx)
+    _PAGE_PSE = 1 << 7           # huge leaf at PMD level (pmd_trans_huge; thp.pyx) or PUD level
     _PAGE_SPECIAL = 1 << 9       # _PAGE_BIT_SOFTW1: no struct page (zero page)
     _PAGE_SOFT_DIRTY = 1 << 11   # _PAGE_BIT_SOFTW3
     _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
@@ -183,12 +185,13 @@ cdef enum:
     ENTRY_DEVEXCL = 4            # a device-exclusive (non-present) entry
     ENTRY_SWAP = 5               # a swap entry (non-present; STATE_EXCL: its exclusive marker)
     ENTRY_HZERO = 6              # the huge zero page (PMD level only)
-    ENTRY_PFN = 7                # a raw device pfn (VM_PFNMAP: devmem.pyx), PTE or special PMD
+    ENTRY_PFN = 7                # a raw device pfn (VM_PFNMAP: devmem.pyx), PTE, special PMD or PUD
     STATE_WRITABLE = 1 << 4
     STATE_DIRTY = 1 << 5
     STATE_SOFT_DIRTY = 1 << 6
     STATE_EXCL = 1 << 7
     STATE_PMD = 1 << 8           # a huge PMD (level pmd)
+    STATE_PUD = 1 << 9           # a PUD leaf (level pud: a special PUD of device memory)
 
     # --- errnos and signals (results.Errno / results.Signal numbers)
     EPERM = 1
@@ -259,5 +262,5 @@ cdef extern from *:
     # File pages from here on start at byte 2^63: a negative loff_t (MAX_LFS_FILESIZE).
     const int64_t FILE_LIMIT_PAGES "MMDIFF_FILE_LIMIT_PAGES"
     # Device pfns (devmem.pyx) have this bit set: frame-table pfns stay below it. The
-    # low 31 bits are the BO page's pgoff (mod 2^31): a BO's page 0 is 2 MiB aligned.
+    # low 31 bits are the BO page's pgoff (mod 2^31): a BO's page 0 is 1 GiB aligned.
     const uint32_t DEV_PFN_BIT "MMDIFF_DEV_PFN_BIT"

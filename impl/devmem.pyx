@@ -15,7 +15,18 @@
 #   PMD (read: read-only clean; write: dirty, writable iff VM_WRITE).
 #   Else the PTE level: a none PTE gets a read-only clean pfn PTE; a write then goes
 #   through wp_pfn_shared: writable (VM_WRITE) and dirty + soft-dirty. No notifier.
-# - No PUD-level special entries (not modelled).
+# - PUD level first (pud.md B; __handle_mm_fault's retry_pud), slot S = the 1 GiB slot:
+#   a PUD leaf in S: read / write to a writable one: no change (a write dirties it); a
+#   write to a read-only one: BO not tracked -> upgraded in place (insert_pud write:
+#   dirty, writable iff VM_WRITE); tracked -> wp_huge_pud's split: CLEAR over S, the PUD
+#   is cleared, and the fault goes on below. PUD none (no leaf, no PMD table), THP
+#   allowed, S inside the VMA, pgoff(S) % 2^18 == 0, the BO holds all of S, not tracked:
+#   a special PUD (read: read-only clean; write: dirty, writable iff VM_WRITE), no PMD
+#   table. Else pmd_alloc: the slot gets its PMD table, then the PMD / PTE levels.
+# - A PUD leaf wholly inside a zap goes (zap_huge_pud); partly inside, or partly inside
+#   an mprotect'ed piece, __split_huge_pud clears all of it (CLEAR over the slot first).
+#   A whole-slot mprotect: change_huge_pud takes vm_page_prot's write bit (pfnmap VMAs
+#   want write-notify: read-only), dirty and soft-dirty kept. A VMA split leaves it.
 
 
 cdef uint64_t devmem_load(shmem_t *f, int64_t pgoff) noexcept nogil:
@@ -85,6 +96,27 @@ cdef void devmem_change_pmd(vma_t *v, uint64_t *pmdp) noexcept nogil:
     pmdp[0] = pmd
 
 
+cdef inline void _pud_set(uint64_t *pudp, int64_t base, uint64_t pud) noexcept nogil:
+    table_set(pudp - level_index(base, PUD_SHIFT), level_index(base, PUD_SHIFT), pud)
+
+
+cdef void devmem_zap_pud(uint64_t *pudp, int64_t base) noexcept nogil:
+    """zap_huge_pud of a special PUD: cleared, no counts, no notifier of its own."""
+    table_clear(pudp - level_index(base, PUD_SHIFT), level_index(base, PUD_SHIFT))
+
+
+cdef void devmem_split_pud(machine_t *m, mm_t *mm, uint64_t *pudp, int64_t base) noexcept nogil:
+    """__split_huge_pud of a special PUD: MMU_NOTIFY_CLEAR over the slot, then the PUD is
+    cleared whole (__split_huge_pud_locked: not DAX, nothing populated, no PMD table)."""
+    mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, base, base + HPAGE_PUD_NR, NO_OWNER)
+    devmem_zap_pud(pudp, base)
+
+
+cdef uint64_t pud_state_code(uint64_t pud) noexcept nogil:
+    """STATE_* code of a special PUD (level pud)."""
+    return ENTRY_PFN | STATE_PUD | entry_state_bits(pud)
+
+
 cdef inline bint _huge_fault_allowed(machine_t *m, vma_t *v) noexcept nogil:
     """__thp_vma_allowable_orders for a non-anon VMA in a page fault: the sysfs `enabled`
     setting is enforced (always, or madvise with VM_HUGEPAGE), VM_NOHUGEPAGE forbids."""
@@ -98,10 +130,41 @@ cdef int devmem_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flag
     cdef vma_t *v = &mm.vmas[idx]
     cdef shmem_t *f = m.files[v.file]
     cdef int64_t haddr = vpn & ~(<int64_t>HPAGE_PMD_MASK)
+    cdef int64_t base = vpn & ~(<int64_t>HPAGE_PUD_MASK)
     cdef bint write = (flags & FAULT_FLAG_WRITE) != 0
-    cdef uint64_t *pmdp = pmd_offset_map(mm.pgd, vpn)
+    cdef uint64_t *pudp = pud_offset_map(mm.pgd, vpn)
+    cdef uint64_t *pmdp
     cdef uint64_t *ptep
-    if pmdp != NULL and pmd_trans_huge(pmdp[0]):
+    cdef uint64_t bits
+    if pudp != NULL and pud_trans_huge(pudp[0]):
+        if not write:
+            return VM_FAULT_OK                   # huge_pud_set_accessed
+        if pte_write(pudp[0]):                   # ... with pud_mkdirty
+            pudp[0] |= _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED
+            return VM_FAULT_OK
+        if not f.tracked and base >= v.start and base + HPAGE_PUD_NR <= v.end:
+            # wp_huge_pud -> huge_fault -> insert_pud (the driver checks the slot lies in
+            # the VMA: a PUD straddling two VMAs falls back and is split)
+            pudp[0] |= _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_ACCESSED \
+                | (_PAGE_RW if v.prot == PROT_RW else 0)
+            return VM_FAULT_OK
+        devmem_split_pud(m, mm, pudp, base)      # FALLBACK: __split_huge_pud, then below
+    elif (pudp == NULL or pudp[0] == 0) and base >= v.start and base + HPAGE_PUD_NR <= v.end \
+            and (linear_page_index(v, base) & HPAGE_PUD_MASK) == 0 \
+            and linear_page_index(v, base) + HPAGE_PUD_NR <= f.size and not f.tracked \
+            and _huge_fault_allowed(m, v):
+        pudp = pud_alloc_map(mm.pgd, &m.kmem, vpn)   # create_huge_pud -> huge_fault
+        if pudp == NULL:
+            return VM_FAULT_OOM
+        bits = _PAGE_PSE | _PAGE_SPECIAL | _PAGE_ACCESSED     # vmf_insert_pfn_pud
+        if write:
+            bits |= _PAGE_DIRTY | _PAGE_SOFT_DIRTY | (_PAGE_RW if v.prot == PROT_RW else 0)
+        _pud_set(pudp, base, pfn_pte(dev_pfn(linear_page_index(v, base)), bits))
+        return VM_FAULT_OK
+    pmdp = pmd_alloc_map(mm.pgd, &m.kmem, vpn)   # pmd_alloc: the slot's PMD table
+    if pmdp == NULL:
+        return VM_FAULT_OOM
+    if pmd_trans_huge(pmdp[0]):
         if not write:
             return VM_FAULT_OK                   # huge_pmd_set_accessed
         if pte_write(pmdp[0]):
@@ -111,7 +174,7 @@ cdef int devmem_fault(machine_t *m, mm_t *mm, int32_t idx, int64_t vpn, int flag
             pmdp[0] = _special_pmd(v, linear_page_index(v, haddr), True)
             return VM_FAULT_OK
         devmem_zap_pmd(m, mm, pmdp, haddr)       # FALLBACK: __split_huge_pmd zaps it
-    elif (pmdp == NULL or pmdp[0] == 0) and haddr >= v.start \
+    elif pmdp[0] == 0 and haddr >= v.start \
             and haddr + HPAGE_PMD_NR <= v.end \
             and (linear_page_index(v, haddr) & HPAGE_PMD_MASK) == 0 and not f.tracked \
             and _huge_fault_allowed(m, v):

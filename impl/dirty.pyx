@@ -10,9 +10,10 @@
 # - Per visited VMA part: wp_clean_pre_vma fires PROTECTION_PAGE over it, always.
 # - wp_pte: present + writable -> wrprotect, counted. clean_record_pte: dirty ->
 #   mkclean (write and soft-dirty kept), counted, bit pgoff - first set.
-# - Huge PMDs are skipped (wp_clean_pmd_entry: ACTION_CONTINUE, never split):
-#   the walk passes over them; a skipped PMD that is writable or dirty hits the
-#   kernel's WARN_ON: machine.warnings + 1 (devmem.md).
+# - Huge PMDs and PUD leaves are skipped (wp_clean_pmd_entry / wp_clean_pud_entry:
+#   ACTION_CONTINUE, never split): the walk passes over them; a skipped one that is
+#   writable or dirty hits the kernel's WARN_ON: machine.warnings + 1 (devmem.md, pud.md),
+#   once per VMA part that meets it.
 # - A devmem BO becomes tracked (devmem.pyx) at its first wp_range / clean_record.
 # - nr == 0: nothing (the kernel's interval query would wrap; callers never pass 0).
 from libc.stdlib cimport qsort
@@ -72,6 +73,15 @@ cdef void _wp_clean_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
         c.m.warnings += 1
 
 
+cdef void _wp_clean_pud(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                        int64_t hi) noexcept nogil:
+    """wp_clean_pud_entry: a PUD leaf is skipped, never split, not counted;
+    WARN_ON(pud_write || pud_dirty) is counted in machine.warnings."""
+    cdef dirty_ctx_t *c = <dirty_ctx_t *>ctx
+    if pte_write(pudp[0]) or pte_dirty(pudp[0]):
+        c.m.warnings += 1
+
+
 cdef inline bint _key_less(int64_t pa, int32_t ka, int64_t sa, int64_t pb, int32_t kb,
                            int64_t sb) noexcept nogil:
     return pa < pb or (pa == pb and (ka < kb or (ka == kb and sa < sb)))
@@ -121,7 +131,8 @@ cdef void _mapping_walk(machine_t *m, int32_t file, int64_t first, int64_t nr,
         mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_PROTECTION_PAGE, s, e, NO_OWNER)
         c.vma_start = v.start
         c.vma_pgoff = v.pgoff
-        walk_page_range(mm.pgd, s, e, fn, _wp_clean_pmd, c)   # huge PMDs passed over
+        walk_page_range_pud(mm.pgd, s, e, fn, _wp_clean_pmd, _wp_clean_pud, c)   # huge
+                                                   # PMDs and PUD leaves passed over
         if c.oom:
             return
 

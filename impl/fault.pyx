@@ -22,8 +22,11 @@
 #   (zram bypass: certainly exclusive), else a new swap-cache folio; exclusive (writable
 #   with VM_WRITE) when the entry's marker says so or nothing else references it; a
 #   write fault then goes on to do_wp_page if the entry is still read-only.
-# - A pfnmap VMA (devmem BO) has its own path: devmem.pyx devmem_fault (special PMDs,
-#   pfn PTEs, wp_pfn_shared); nothing below sees its entries.
+# - A pfnmap VMA (devmem BO) has its own path: devmem.pyx devmem_fault (special PUDs and
+#   PMDs, pfn PTEs, wp_pfn_shared); nothing below sees its entries.
+# - Every fault that gets here gives its slot (1 GiB) a PMD table (pmd_alloc in
+#   __handle_mm_fault, before ->fault: also when it ends in SIGBUS), unless it is
+#   handled at PUD level (devmem); only munmap frees it (pud.md A, mm.pyx).
 # - wp_can_reuse_anon_folio never reuses a KSM page; a swap-cache folio first leaves
 #   the cache when no swap entry needs it (folio_free_swap).
 

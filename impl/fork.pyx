@@ -13,8 +13,10 @@
 # PROTECTION_PAGE covers it) and then copied as present; if its folio is locked the
 # fork fails (copy_nonpresent_pte -> try_restore_exclusive_pte: -EBUSY, which
 # copy_pmd_range turns into -ENOMEM) and stops.
-# A VM_PFNMAP VMA is always copied, with no event: a special PMD as is (old), a pfn PTE
-# with pte_mkclean (devmem.md "fork").
+# A VM_PFNMAP VMA is always copied, with no event: a special PUD or PMD as is (old), a
+# pfn PTE with pte_mkclean (devmem.md "fork", pud.md B).
+# Every copied VMA gives the child a PMD table in each slot (1 GiB) where the parent has
+# one, even an empty one (copy_pmd_range's unconditional pmd_alloc: pud.md A).
 
 
 ctypedef struct copy_ctx_t:
@@ -140,6 +142,27 @@ cdef void copy_huge_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
     pmd_set(dst, haddr, pte_mkold(pmd))
 
 
+cdef void copy_huge_pud(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                        int64_t hi) noexcept nogil:
+    """copy_huge_pud of a special PUD (a shared pfnmap VMA: no write-protect, no
+    notifier): the child gets the entry as it is (old), and no PMD table in the slot. A
+    PUD straddling two VMAs is met once per VMA: the second copy rewrites the same entry."""
+    cdef copy_ctx_t *c = <copy_ctx_t *>ctx
+    cdef uint64_t *dst
+    if c.err or c.m.kmem.oom:
+        return
+    dst = pud_alloc_map(c.dst.pgd, &c.m.kmem, base)
+    if dst == NULL:
+        return                                   # kmem.oom is set
+    if dst[0] == 0:
+        table_set(dst - level_index(base, PUD_SHIFT), level_index(base, PUD_SHIFT),
+                  pte_mkold(pudp[0]))
+    elif pud_trans_huge(dst[0]):
+        dst[0] = pte_mkold(pudp[0])              # set_pud_at over the first copy
+    else:
+        c.m.kmem.oom = 1                         # a model bug: a PMD table beside a leaf
+
+
 cdef mm_t *dup_mmap(machine_t *m, mm_t *parent, int *err) noexcept nogil:
     """The child address space of a fork of parent; NULL on OOM. *err = ENOMEM when
     copy_page_range failed (the caller tears the partial child down)."""
@@ -173,12 +196,18 @@ cdef mm_t *dup_mmap(machine_t *m, mm_t *parent, int *err) noexcept nogil:
             break
         if pv.pfnmap:                            # vma_needs_copy: VM_PFNMAP, always;
             ctx.vma = pv                         # shared: no PROTECTION_PAGE
-            walk_page_range(parent.pgd, pv.start, pv.end, copy_pte_run, copy_huge_pmd, &ctx)
+            # copy_pmd_range's pmd_alloc: a PMD table wherever the parent has one
+            if pmd_tables_copy(parent.pgd, child.pgd, &m.kmem, pv.start, pv.end) < 0:
+                break
+            walk_page_range_pud(parent.pgd, pv.start, pv.end, copy_pte_run, copy_huge_pmd,
+                                copy_huge_pud, &ctx)
         elif not wipe and pv.anon_vma != 0:      # vma_needs_copy
             # copy_page_range of a COW mapping: MMU_NOTIFY_PROTECTION_PAGE over the VMA
             mmu_notifier_invalidate_range(m, parent, MMU_NOTIFY_PROTECTION_PAGE, pv.start,
                                           pv.end, NO_OWNER)
             ctx.vma = pv
+            if pmd_tables_copy(parent.pgd, child.pgd, &m.kmem, pv.start, pv.end) < 0:
+                break
             walk_page_range(parent.pgd, pv.start, pv.end, copy_pte_run, copy_huge_pmd, &ctx)
         if m.kmem.oom or ctx.err:
             break

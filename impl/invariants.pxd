@@ -34,7 +34,8 @@ cdef enum:
     INV_THP_COUNTS = 30      # THP: entire_mapcount != huge PMDs mapping it, or a tail record bad
     INV_THP_MMID = 31        # THP: MM-id total != large mapcount (entire + PTE mapcounts)
     INV_PFNMAP = 32          # a pfn entry outside a pfnmap VMA / not its linear pgoff, a special
-                             # PMD misaligned or not wholly inside, or another kind in a pfnmap VMA
+                             # PMD misaligned or not wholly inside, or another kind in a pfnmap VMA;
+                             # a PUD leaf not 1 GiB aligned or not wholly in pfnmap VMAs of its BO
 
 ctypedef struct inv_report_t:
     int32_t code             # INV_*

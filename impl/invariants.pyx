@@ -118,6 +118,35 @@ cdef void _check_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
     c.pmds[pfn] += 1
 
 
+cdef void _check_pud(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                     int64_t hi) noexcept nogil:
+    """A PUD leaf (pud.md "Invariants"): a special device entry whose slot lies wholly in
+    pfnmap VMAs of one BO (a VMA split may leave it across two: no hole, one linear
+    pgoff), that pgoff 1 GiB aligned and the device pfn of it (2^18 consecutive BO
+    pages); no PMD table beside it (one PUD slot: by construction)."""
+    cdef inv_ctx_t *c = <inv_ctx_t *>ctx
+    cdef uint64_t pud = pudp[0]
+    cdef int32_t i = find_vma_from(c.mm, base)
+    cdef int64_t cur = base, pgoff = -1
+    cdef int32_t file = -1
+    cdef bint bad = not pte_is_dev(pud)
+    while not bad and cur < base + HPAGE_PUD_NR:
+        if i >= c.mm.nr_vmas or c.mm.vmas[i].start > cur or not c.mm.vmas[i].pfnmap:
+            bad = True                           # a hole, or a VMA that is not pfnmap
+            break
+        if pgoff < 0:
+            pgoff = linear_page_index(&c.mm.vmas[i], base)
+            file = c.mm.vmas[i].file
+        elif c.mm.vmas[i].file != file or linear_page_index(&c.mm.vmas[i], base) != pgoff:
+            bad = True
+            break
+        cur = c.mm.vmas[i].end
+        i += 1
+    if bad or (pgoff & HPAGE_PUD_MASK) or pte_pfn(pud) != dev_pfn(pgoff) \
+            or pgoff + HPAGE_PUD_NR > c.m.files[file].size:
+        _fail(c.rep, INV_PFNMAP, c.proc, base, pte_pfn(pud), pgoff, <int64_t>pud)
+
+
 cdef void _check_thp(machine_t *m, uint32_t h, inv_ctx_t *c, int32_t *pinned,
                      inv_report_t *rep) noexcept nogil:
     """The THP at head h: tails, per-subpage mapcounts and I2, pins (folio-wide pincount,
@@ -398,7 +427,8 @@ cdef int check_machine(machine_t *m, inv_report_t *rep) noexcept nogil:
                 _fail(rep, INV_VMA_ORDER, p, mm.vmas[i].start, -1, i, mm.vmas[i].end)
         ctx.mm = mm
         ctx.proc = p
-        walk_page_range(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, _check_pmd, &ctx)
+        walk_page_range_pud(mm.pgd, 0, TASK_SIZE_PAGES, _check_pte_run, _check_pmd,
+                            _check_pud, &ctx)
     _count_cache(m, cached, ctx.srefs, rep)
     _check_swap(m, ctx.srefs, swapcached, rep)
     for i in range(m.nr_pins):

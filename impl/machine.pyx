@@ -409,6 +409,7 @@ _INV_NAMES = {
 def _page_view(uint64_t code, frame):
     """PageView of a STATE_* code (the same words `state` prints)."""
     return _state.PageView(_ENTRY_KIND[code & 0xf],
+                           _state.Level.PUD if code & STATE_PUD else
                            _state.Level.PMD if code & STATE_PMD else _state.Level.PTE,
                            bool(code & STATE_WRITABLE), bool(code & STATE_DIRTY),
                            bool(code & STATE_SOFT_DIRTY), bool(code & STATE_EXCL), frame)
@@ -852,6 +853,7 @@ cdef class ImplMachine:
                     key = ("dev", self._file_names[mm.vmas[i].file],
                            linear_page_index(&mm.vmas[i], buf.items[j].vpn))
                     pv.pages[buf.items[j].vpn] = _page_view(
+                        pud_state_code(pte) if buf.items[j].level == 2 else
                         pmd_state_code(m, pte) if pmd_trans_huge(pte) else pte_state_code(m, pte),
                         key)
                     continue

@@ -98,8 +98,8 @@ cdef int madvise_walk_vmas(machine_t *m, mm_t *mm, int64_t start, int64_t end,
             zap_page_range(m, mm, max(start, v.start), min(end, v.end))
             if min(end, v.end) - max(start, v.start) >= HPAGE_PMD_NR:
                 # PT_RECLAIM (6.14+): a zap of >= 2 MiB frees the emptied PTE tables of
-                # the blocks it touched
-                free_pgtables(mm.pgd, &m.kmem, max(start, v.start), min(end, v.end))
+                # the blocks it touched (PTE tables only: PMD tables stay, pud.md A)
+                free_pte_tables(mm.pgd, &m.kmem, max(start, v.start), min(end, v.end))
             if m.mutant == MUTANT_DONTNEED_SHARED_DROPS_PAGECACHE and v.shared:
                 _mutant_punch_cache(m, v, max(start, v.start), min(end, v.end))
         elif advice == ADV_COLLAPSE:

@@ -68,19 +68,34 @@ cdef void _zap_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
         split_huge_pmd(z.m, z.mm, pmdp, haddr)
 
 
+cdef void _zap_pud(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                   int64_t hi) noexcept nogil:
+    """zap_pud_range on a PUD leaf: zap_huge_pud when the slot is wholly in the range
+    and in one VMA (unmap_single_vma clamps the zap to each VMA: a PUD straddling two
+    is met partly), else __split_huge_pud (CLEAR over the slot, the whole PUD cleared)."""
+    cdef zap_ctx_t *z = <zap_ctx_t *>ctx
+    cdef int32_t i = find_vma(z.mm, base)
+    if lo == base and hi == base + HPAGE_PUD_NR and i >= 0 \
+            and z.mm.vmas[i].end >= base + HPAGE_PUD_NR:
+        devmem_zap_pud(pudp, base)
+    else:
+        devmem_split_pud(z.m, z.mm, pudp, base)
+
+
 cdef void zap_page_range(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
     """Zap every entry of [start, end) (zap_page_range_single / MADV_DONTNEED)."""
     cdef zap_ctx_t z
     z.m = m
     z.mm = mm
-    walk_page_range(mm.pgd, start, end, zap_pte_run, _zap_pmd, &z)
+    walk_page_range_pud(mm.pgd, start, end, zap_pte_run, _zap_pmd, _zap_pud, &z)
 
 
-cdef bint _no_vma_in_block(void *ctx, int64_t base) noexcept nogil:
-    """free_pgtables: the block's PTE table goes when no VMA is left in the block."""
+cdef bint _no_vma_in(void *ctx, int64_t base, int64_t npages) noexcept nogil:
+    """free_pgtables (floor / ceiling): the table below [base, base + npages) (a block's
+    PTE table, a slot's PMD table) goes when no VMA is left there."""
     cdef mm_t *mm = <mm_t *>ctx
     cdef int32_t i = find_vma_from(mm, base)
-    return i >= mm.nr_vmas or mm.vmas[i].start >= base + HPAGE_PMD_NR
+    return i >= mm.nr_vmas or mm.vmas[i].start >= base + npages
 
 
 cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexcept nogil:
@@ -97,8 +112,9 @@ cdef int do_vmi_munmap(machine_t *m, mm_t *mm, int64_t start, int64_t end) noexc
     zap_page_range(m, mm, start, end - 1 if m.mutant == MUTANT_MUNMAP_LEAVES_LAST_PAGE else end)
     for i in range(last - 1, first - 1, -1):
         vma_remove(m, mm, i)
-    # free_pgtables: every block of the range in which no VMA is left loses its table
-    free_pgtables_if(mm.pgd, &m.kmem, start, end, _no_vma_in_block, mm)
+    # free_pgtables: every block of the range in which no VMA is left loses its PTE
+    # table, every slot (1 GiB) of the range in which no VMA is left its PMD table
+    free_pgtables_if(mm.pgd, &m.kmem, start, end, _no_vma_in, mm)
     return 0
 
 
@@ -111,8 +127,9 @@ cdef void exit_mmap(machine_t *m, mm_t *mm) noexcept nogil:
     mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_RELEASE, 0, ADDR_LIMIT_PAGES, NO_OWNER)
     if mm.nr_vmas > 0:                           # unmap_vmas(..., 0, ULONG_MAX)
         mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_UNMAP, 0, ADDR_LIMIT_PAGES, NO_OWNER)
-    for i in range(mm.nr_vmas):
-        zap_page_range(m, mm, mm.vmas[i].start, mm.vmas[i].end)
+    # one zap of the whole user range (a PUD leaf straddling two VMAs is split, CLEAR
+    # over its slot, as the kernel's unmap_single_vma, clamped to each VMA, does)
+    zap_page_range(m, mm, 0, TASK_SIZE_PAGES)
     pgd_free_all(mm.pgd, &m.kmem)
     mm.pgd = NULL
     for i in range(mm.nr_vmas - 1, -1, -1):

@@ -19,6 +19,7 @@ ctypedef struct prot_ctx_t:
     uint8_t tracking        # vma_soft_dirty_enabled
     uint8_t pfnmap          # a pfnmap VMA: always write-notify (pfn_mkwrite)
     vma_t *v                # the VMA (change_huge_pmd)
+    mm_t *mm                # its mm (__split_huge_pud's notifier)
 
 
 cdef void change_pte_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexcept nogil:
@@ -77,21 +78,30 @@ cdef void _notify_protection_vma(machine_t *m, mm_t *mm, int64_t start,
     """change_protection's MMU_NOTIFY_PROTECTION_VMA for the piece [start, end).
     change_pud_range (6.12+) runs once per PGD entry (512 GiB: 2^27 pages) of the range
     and starts the notifier at the first PUD entry (1 GiB slot: 2^18 pages) that is not
-    none, over [that address, end of the PGD chunk's part). The kernel's test is a PMD
-    table under the PUD entry; the model's (device.md erratum 5) is "the slot holds an
-    entry of the process", anywhere in the slot, also outside the piece."""
-    cdef int64_t a = start, b, first, slot
+    none (a PMD table or a PUD leaf: pud.md A), over [max(start, that slot's first vpn),
+    end of the PGD chunk's part)."""
+    cdef int64_t a = start, b, first
     if mm.nr_subs == 0:
         return                                   # nobody listens: skip the table search
     while a < end:
         b = min(end, ((a >> PGDIR_SHIFT) + 1) << PGDIR_SHIFT)
-        first = pte_first_used(mm.pgd, (a >> PUD_SHIFT) << PUD_SHIFT,
-                               (((b - 1) >> PUD_SHIFT) + 1) << PUD_SHIFT)
+        first = pud_first_present(mm.pgd, (a >> PUD_SHIFT) << PUD_SHIFT, b)
         if first >= 0:
-            slot = (first >> PUD_SHIFT) << PUD_SHIFT
-            mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_PROTECTION_VMA, max(a, slot), b,
+            mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_PROTECTION_VMA, max(a, first), b,
                                           NO_OWNER)
         a = b
+
+
+cdef void _change_pud(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                      int64_t hi) noexcept nogil:
+    """change_pud_range on a PUD leaf: the whole slot in the piece -> change_huge_pud
+    (pud_modify: the write bit of the new vm_page_prot, read-only for a pfnmap VMA that
+    wants write-notify; dirty and soft-dirty kept); partly -> __split_huge_pud."""
+    cdef prot_ctx_t *c = <prot_ctx_t *>ctx
+    if lo == base and hi == base + HPAGE_PUD_NR:
+        pudp[0] = pte_wrprotect(pudp[0])
+    else:
+        devmem_split_pud(c.m, c.mm, pudp, base)
 
 
 cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
@@ -103,7 +113,8 @@ cdef void change_protection(machine_t *m, mm_t *mm, vma_t *v) noexcept nogil:
     ctx.tracking = vma_soft_dirty_enabled(v)
     ctx.pfnmap = v.pfnmap
     ctx.v = v
-    walk_page_range(mm.pgd, v.start, v.end, change_pte_run, _change_pmd, &ctx)
+    ctx.mm = mm
+    walk_page_range_pud(mm.pgd, v.start, v.end, change_pte_run, _change_pmd, _change_pud, &ctx)
 
 
 cdef void sys_mprotect(machine_t *m, mm_t *mm, mm_op_t *op, mm_res_t *r) noexcept nogil:

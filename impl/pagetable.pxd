@@ -19,8 +19,15 @@ ctypedef void (*pte_run_fn)(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) n
 # [lo, hi) in the new table.
 ctypedef void (*pmd_fn_t)(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
                           int64_t hi) noexcept nogil
-# Predicate of free_pgtables_if: may the (empty) PTE table of the block at base go?
-ctypedef bint (*table_pred_fn)(void *ctx, int64_t base) noexcept nogil
+# Callback over one PUD leaf (a special PUD of device memory): pudp is its slot in the
+# PUD table, base the slot's first vpn, [lo, hi) the part of the walked range inside the
+# slot. It may zap the entry or keep it (never split it into a table): the walk goes on
+# with the next slot either way.
+ctypedef void (*pud_fn_t)(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                          int64_t hi) noexcept nogil
+# Predicate of free_pgtables_if: may the table below the range [base, base + npages)
+# go (npages 512: an empty PTE table; 2^18: the slot's PMD table with every table below)?
+ctypedef bint (*table_pred_fn)(void *ctx, int64_t base, int64_t npages) noexcept nogil
 
 cdef inline bint pte_none(uint64_t pte) noexcept nogil:
     return pte == 0
@@ -118,6 +125,20 @@ cdef inline uint64_t pmd_subpage_pte(uint64_t pmd, int64_t vpn) noexcept nogil:
     """The PTE-shaped view of subpage vpn & 511 of a huge PMD: its pfn, the PMD's bits."""
     return (pmd & ~(<uint64_t>_PAGE_PSE)) + ((<uint64_t>(vpn & HPAGE_PMD_MASK)) << PTE_PFN_SHIFT)
 
+# --- PUD leaves (special PUDs of device memory: vmf_insert_pfn_pud): a leaf in the PUD
+# table with _PAGE_PSE, the pfn in bits 12..51 like a huge PMD (pud_trans_huge). A slot
+# (1 GiB) whose PUD entry is a leaf has no PMD table: every helper below that looks for
+# a PMD or PTE slot answers "none" there (pmd_offset_map, pte_offset_map, huge_pmd_at;
+# walks pass over the leaf unless given a pud_fn); pud_offset_map / huge_pud_at see it.
+# Table pointers never have _PAGE_PSE (TABLE_BASE_ALIGN), so the test is exact.
+
+cdef inline bint pud_trans_huge(uint64_t pud) noexcept nogil:
+    return (pud & (_PAGE_PRESENT | _PAGE_PSE)) == (_PAGE_PRESENT | _PAGE_PSE)
+
+cdef inline uint64_t pud_subpage_pte(uint64_t pud, int64_t vpn) noexcept nogil:
+    """The PTE-shaped view of page vpn & (2^18 - 1) of a PUD leaf: its pfn, the PUD's bits."""
+    return (pud & ~(<uint64_t>_PAGE_PSE)) + ((<uint64_t>(vpn & HPAGE_PUD_MASK)) << PTE_PFN_SHIFT)
+
 cdef inline uint64_t *entry_table(uint64_t entry) noexcept nogil:
     """The next-level table an upper entry points to (pmd_page_vaddr)."""
     return <uint64_t *><uintptr_t>(entry & ~(<uint64_t>(TABLE_ALIGN - 1)))
@@ -180,13 +201,22 @@ cdef uint64_t *pte_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nog
 cdef uint64_t *pmd_offset_map(uint64_t *pgd, int64_t vpn) noexcept nogil
 cdef uint64_t *pmd_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nogil
 cdef uint64_t *huge_pmd_at(uint64_t *pgd, int64_t vpn) noexcept nogil
+cdef uint64_t *pud_offset_map(uint64_t *pgd, int64_t vpn) noexcept nogil
+cdef uint64_t *pud_alloc_map(uint64_t *pgd, kmem_t *k, int64_t vpn) noexcept nogil
+cdef uint64_t *huge_pud_at(uint64_t *pgd, int64_t vpn) noexcept nogil
+cdef bint pmd_table_present(uint64_t *pgd, int64_t vpn) noexcept nogil
+cdef int64_t pud_first_present(uint64_t *pgd, int64_t start, int64_t end) noexcept nogil
+cdef int pmd_tables_copy(uint64_t *src, uint64_t *dst, kmem_t *k, int64_t start,
+                         int64_t end) noexcept nogil
 cdef int64_t walk_pte_runs(uint64_t *pgd, int64_t start, int64_t end,
                            pte_run_fn fn, void *ctx) noexcept nogil
 cdef int64_t walk_page_range(uint64_t *pgd, int64_t start, int64_t end, pte_run_fn fn,
                              pmd_fn_t pmd_fn, void *ctx) noexcept nogil
+cdef int64_t walk_page_range_pud(uint64_t *pgd, int64_t start, int64_t end, pte_run_fn fn,
+                                 pmd_fn_t pmd_fn, pud_fn_t pud_fn, void *ctx) noexcept nogil
 cdef void free_pgtables(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end) noexcept nogil
+cdef void free_pte_tables(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end) noexcept nogil
 cdef void free_pgtables_if(uint64_t *pgd, kmem_t *k, int64_t start, int64_t end,
                            table_pred_fn pred, void *ctx) noexcept nogil
 cdef void pgd_free_all(uint64_t *pgd, kmem_t *k) noexcept nogil
 cdef int64_t pgtable_count(uint64_t *pgd) noexcept nogil
-cdef int64_t pte_first_used(uint64_t *pgd, int64_t start, int64_t end) noexcept nogil

@@ -3,6 +3,7 @@
 ctypedef struct entry_t:
     int64_t vpn
     uint64_t pte
+    int32_t level            # 0 a PTE, 1 a huge PMD (at its block's first vpn), 2 a PUD leaf
 
 ctypedef struct entry_buf_t:
     entry_t *items           # malloc'd, owned by the caller (free with entry_buf_free)

@@ -2,7 +2,7 @@
 from libc.stdlib cimport realloc, free
 
 
-cdef bint _push(entry_buf_t *buf, int64_t vpn, uint64_t pte) noexcept nogil:
+cdef bint _push(entry_buf_t *buf, int64_t vpn, uint64_t pte, int32_t level=0) noexcept nogil:
     """Append one item, growing the buffer; False (buf.oom set) when that fails."""
     cdef int64_t cap
     cdef entry_t *items
@@ -16,6 +16,7 @@ cdef bint _push(entry_buf_t *buf, int64_t vpn, uint64_t pte) noexcept nogil:
         buf.cap = cap
     buf.items[buf.n].vpn = vpn
     buf.items[buf.n].pte = pte
+    buf.items[buf.n].level = level
     buf.n += 1
     return True
 
@@ -34,13 +35,20 @@ cdef void _collect_run(void *ctx, uint64_t *ptep, int64_t vpn, int64_t n) noexce
 cdef void _collect_pmd(void *ctx, uint64_t *pmdp, int64_t haddr, int64_t lo,
                        int64_t hi) noexcept nogil:
     """A huge PMD: one item (haddr, the PMD entry: pmd_trans_huge tells it apart)."""
-    _push(<entry_buf_t *>ctx, haddr, pmdp[0])
+    _push(<entry_buf_t *>ctx, haddr, pmdp[0], 1)
+
+
+cdef void _collect_pud(void *ctx, uint64_t *pudp, int64_t base, int64_t lo,
+                       int64_t hi) noexcept nogil:
+    """A PUD leaf: one item (base, the PUD entry, level 2)."""
+    _push(<entry_buf_t *>ctx, base, pudp[0], 2)
 
 
 cdef void collect_entries(mm_t *mm, entry_buf_t *buf) noexcept nogil:
-    """Append (vpn, pte) for every non-none entry of mm in vpn order; a huge PMD is one
-    item at its block's first vpn."""
-    walk_page_range(mm.pgd, 0, TASK_SIZE_PAGES, _collect_run, _collect_pmd, buf)
+    """Append (vpn, pte, level) for every non-none entry of mm in vpn order; a huge PMD
+    (PUD leaf) is one item at its block's (slot's) first vpn."""
+    walk_page_range_pud(mm.pgd, 0, TASK_SIZE_PAGES, _collect_run, _collect_pmd,
+                        _collect_pud, buf)
 
 
 cdef void entry_buf_free(entry_buf_t *buf) noexcept nogil:

@@ -85,7 +85,9 @@ cdef void sys_write(machine_t *m, mm_t *mm, int64_t vpn, uint64_t value,
     else:
         m.kmem.oom = 1                           # a model bug: report it, never loop
         return
-    ptep = huge_pmd_at(mm.pgd, vpn)              # the hardware sets dirty on a store
+    ptep = huge_pud_at(mm.pgd, vpn)              # the hardware sets dirty on a store
+    if ptep == NULL:
+        ptep = huge_pmd_at(mm.pgd, vpn)
     if ptep == NULL:
         ptep = pte_offset_map(mm.pgd, vpn)
     ptep[0] = pte_mkdirty(ptep[0])
@@ -195,6 +197,9 @@ cdef uint64_t entry_state(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
     cdef uint64_t *ptep
     if find_vma(mm, vpn) < 0:
         return ENTRY_NONE
+    ptep = huge_pud_at(mm.pgd, vpn)
+    if ptep != NULL:
+        return pud_state_code(ptep[0])           # a PUD leaf: one entry for the slot
     ptep = huge_pmd_at(mm.pgd, vpn)
     if ptep != NULL:
         return pmd_state_code(m, ptep[0])        # the PMD's description

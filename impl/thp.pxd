@@ -17,9 +17,15 @@ cdef inline bint is_huge_zero_pmd(mem_map_t *mem, uint64_t pmd) noexcept nogil:
 
 cdef inline uint64_t pte_lookup(uint64_t *pgd, int64_t vpn) noexcept nogil:
     """The entry mapping vpn seen as a PTE: the PTE, or the PTE-shaped view of a huge
-    PMD's subpage (pmd_subpage_pte); 0 for none."""
-    cdef uint64_t *pmdp = pmd_offset_map(pgd, vpn)
-    if pmdp == NULL or pmdp[0] == 0:
+    PMD's subpage (pmd_subpage_pte) or of a PUD leaf's page (pud_subpage_pte); 0 for none."""
+    cdef uint64_t *pudp = pud_offset_map(pgd, vpn)
+    cdef uint64_t *pmdp
+    if pudp == NULL or pudp[0] == 0:
+        return 0
+    if pud_trans_huge(pudp[0]):
+        return pud_subpage_pte(pudp[0], vpn)
+    pmdp = entry_table(pudp[0]) + level_index(vpn, PMD_SHIFT)
+    if pmdp[0] == 0:
         return 0
     if pmd_trans_huge(pmdp[0]):
         return pmd_subpage_pte(pmdp[0], vpn)

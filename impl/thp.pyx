@@ -67,10 +67,21 @@ cdef void split_huge_pmd(machine_t *m, mm_t *mm, uint64_t *pmdp, int64_t haddr) 
 
 
 cdef void split_huge_pmd_address(machine_t *m, mm_t *mm, int64_t vpn) noexcept nogil:
-    """split_huge_pmd_address: split the huge PMD of vpn's block, if there is one."""
-    cdef uint64_t *pmdp = huge_pmd_at(mm.pgd, vpn)
+    """split_huge_pmd_address: mm_find_pmd finds a PMD slot whenever vpn's PUD entry is
+    present (a PMD table, or a PUD leaf: pud_present), and __split_huge_pmd then fires
+    MMU_NOTIFY_CLEAR over the block whatever is there, and splits a huge PMD if there is
+    one (split_huge_pmd fires that CLEAR itself: one in all). A PUD leaf is not touched."""
+    cdef int64_t haddr = vpn & ~(<int64_t>HPAGE_PMD_MASK)
+    cdef uint64_t *pudp = pud_offset_map(mm.pgd, vpn)
+    cdef uint64_t *pmdp
+    if pudp == NULL or pudp[0] == 0:
+        return                                   # mm_find_pmd: NULL
+    pmdp = huge_pmd_at(mm.pgd, vpn)
     if pmdp != NULL:
-        split_huge_pmd(m, mm, pmdp, vpn & ~(<int64_t>HPAGE_PMD_MASK))
+        split_huge_pmd(m, mm, pmdp, haddr)
+    else:
+        mmu_notifier_invalidate_range(m, mm, MMU_NOTIFY_CLEAR, haddr, haddr + HPAGE_PMD_NR,
+                                      NO_OWNER)
 
 
 cdef void zap_huge_pmd(machine_t *m, mm_t *mm, uint64_t *pmdp, int64_t haddr) noexcept nogil:

@@ -65,8 +65,13 @@ cdef void vma_remove(machine_t *m, mm_t *mm, int32_t idx) noexcept nogil:
 cdef int vma_split(machine_t *m, mm_t *mm, int32_t idx, int64_t at) noexcept nogil:
     """Split the VMA at idx so that [start, at) stays at idx and [at, end) follows
     (__split_vma); both halves keep the anon_vma and forked flag. -1 on OOM.
-    vma_adjust_trans_huge: a split inside a block mapped by a huge PMD splits the PMD."""
-    if at & HPAGE_PMD_MASK:
+    vma_adjust_trans_huge -> split_huge_pmd_if_needed: at an address inside a block that
+    lies wholly in the VMA (range_in_vma), split_huge_pmd_address (a CLEAR over the block
+    where the slot has a PMD table or a PUD leaf; a huge PMD there is split). A PUD leaf
+    is left as it is: it may straddle the two halves."""
+    cdef int64_t haddr = at & ~(<int64_t>HPAGE_PMD_MASK)
+    if at & HPAGE_PMD_MASK and mm.vmas[idx].start <= haddr \
+            and haddr + HPAGE_PMD_NR <= mm.vmas[idx].end:
         split_huge_pmd_address(m, mm, at)
     cdef vma_t upper = mm.vmas[idx]
     upper.start = at

@@ -1,4 +1,4 @@
-"""Device memory: TTM-like buffer objects mapped VM_PFNMAP, with special huge PMDs
+"""Device memory: TTM-like buffer objects mapped VM_PFNMAP, with special huge PMDs and PUDs
 (seed 004: huge page-table entries for TTM; mm/huge_memory.c vmf_insert_pfn_pmd,
 vma_is_special_huge; mm/memory.c vmf_insert_pfn, wp_pfn_shared).
 
@@ -16,8 +16,14 @@ Rules (Linux 6.18; the driver side follows TTM/vmwgfx):
   place (insert_pfn_pmd), or, under tracking, zaps it and refaults at PTE level.
 - Splitting a special PMD zaps it (__split_huge_pmd_locked: vma_is_special_huge), no
   PTE table is populated; the data lives in the BO.
-PUD-level entries are not modelled, nor TTM's prefault of neighbouring pages (a fault
-maps only its own page). The driver is the seed-004 TTM design: TTM itself dropped its
+- The same at PUD level (vmf_insert_pfn_pud): a 1 GiB slot inside the VMA, 1 GiB-aligned
+  in the BO (every BO starts 1 GiB-aligned: a model choice) and wholly inside it, with
+  no PMD table yet (a PUD can only be made while the slot's PUD entry is none). A split
+  clears the whole PUD (vma_is_special_huge), a VMA split does not touch it (there is no
+  PUD part in vma_adjust_trans_huge: a PUD may straddle two VMAs), a partial zap or
+  mprotect clears all of it, a whole-slot mprotect takes the new vm_page_prot's write
+  bit (change_huge_pud: no write upgrade at PUD level), fork copies it.
+TTM's prefault of neighbouring pages is not modelled (a fault maps only its own page). The driver is the seed-004 TTM design: TTM itself dropped its
 huge faults in 5.16 ("drm/ttm: remove ttm_bo_vm_insert_huge()"); the core-mm paths for
 huge pfnmap entries modelled here are those vfio-pci uses in 6.12+.
 """
@@ -27,7 +33,8 @@ from typing import Optional
 
 from .folio import HPAGE_PMD_NR
 from .mm import Mm
-from .pagetable import Pmd, Pte
+from .ops import HPAGE_PUD_NR
+from .pagetable import Pmd, Pte, Pud
 from .sysfs import ThpSettings
 from .vma import Vma
 
@@ -136,12 +143,55 @@ def zap_special_pmd(mm: Mm, idx: int) -> None:
     mm.zap_pmd(idx)
 
 
+def huge_pud_aligned(vma: Vma, bo: "BufferObject", slot: int) -> bool:
+    """The 1 GiB slot lies in the VMA, its first page is 1 GiB-aligned in the BO (BOs
+    start 1 GiB-aligned, so the PFN is) and the BO holds the whole slot."""
+    base = slot << 18
+    pgoff = vma.pgoff_of(base)
+    return (vma.start <= base and base + HPAGE_PUD_NR <= vma.end
+            and pgoff % HPAGE_PUD_NR == 0 and pgoff + HPAGE_PUD_NR <= bo.size)
+
+
+def pfnmap_pud_fault(mm: Mm, vma: Vma, bo: "BufferObject", vpn: int, write: bool) -> bool:
+    """The PUD level of __handle_mm_fault: a PUD leaf takes the access (touch_pud, or
+    wp_huge_pud -> huge_fault: insert_pud upgrades it in place unless the BO is tracked
+    or the slot is not all in this VMA (a PUD straddling two VMAs: the driver's range
+    check), then the fallback splits = zaps it); a none slot gets a special PUD when
+    allowed.
+    Return whether the fault ended at PUD level (else pmd_alloc makes the PMD table)."""
+    slot = vpn >> 18
+    pud = mm.huge_pud(slot)
+    if pud is not None:
+        if not write or pud.writable:
+            if write:
+                pud.mkdirty()                           # huge_pud_set_accessed
+            return True
+        if not bo.tracked and huge_pud_aligned(vma, bo, slot):
+            pud.mkdirty()                               # insert_pud: same pfn, write
+            pud.writable = vma.prot.write
+            return True
+        mm.split_huge_pud(slot)                         # VM_FAULT_FALLBACK: split = zap
+    elif (mm.pud_none(slot) and huge_pud_aligned(vma, bo, slot) and not bo.tracked
+          and huge_fault_allowed(mm.thp, vma)):
+        new = Pud(bo.huge(vma.pgoff_of(slot << 18)))    # vmf_insert_pfn_pud
+        if write:
+            new.mkdirty()
+            new.writable = vma.prot.write
+        mm.set_pud(slot, new)
+        return True
+    mm.pmd_tables.add(slot)                             # pmd_alloc
+    return False
+
+
 def pfnmap_fault(mm: Mm, i: int, vpn: int, write: bool) -> None:
-    """A CPU fault in a pfnmap VMA (after the access check): huge_fault, else
-    vmf_insert_pfn, then wp_pfn_shared for a write to a read-only entry."""
+    """A CPU fault in a pfnmap VMA (after the access check): huge_fault at PUD, then
+    PMD level, else vmf_insert_pfn, then wp_pfn_shared for a write to a read-only
+    entry."""
     vma = mm.vmas[i]
     bo = vma.file
     assert isinstance(bo, BufferObject)
+    if pfnmap_pud_fault(mm, vma, bo, vpn, write):
+        return
     idx = vpn >> 9
     pmd = mm.huge_pmd(idx)
     if pmd is not None:
@@ -180,6 +230,13 @@ def copy_special_pmd(parent: Mm, child: Mm, idx: int) -> None:
     assert pmd is not None
     child.set_pmd(idx, Pmd(pmd.folio, writable=pmd.writable, dirty=pmd.dirty,
                            soft_dirty=pmd.soft_dirty))
+
+
+def copy_special_pud(child: Mm, pud: Pud, slot: int) -> None:
+    """copy_huge_pud: the special PUD is copied as it is (made old; a shared mapping is
+    not write-protected), with no PMD table below it."""
+    child.set_pud(slot, Pud(pud.folio, writable=pud.writable, dirty=pud.dirty,
+                            soft_dirty=pud.soft_dirty))
 
 
 def pfnmap_poke(vma: Vma, vpn: int, value: int) -> Optional[None]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Callable, Iterator, Optional
 
 from .mm import Mm
-from .pagetable import HugePte, Pte
+from .pagetable import HugePte, Pte, PudPte
 from .shmem import ShmemFile
 from .vma import Vma
 
@@ -65,13 +65,14 @@ def _walk(procs: dict[str, Mm], file: ShmemFile, first: int, nr: int,
     total = warns = 0
     for mm, vma, start, end in _mapping_vmas(procs, file, first, nr):
         mm.notify("protection_page", start, end, None)    # wp_clean_pre_vma
-        seen: set[int] = set()
+        seen: set[tuple[int, int]] = set()
         for vpn in mm.vpns_in(start, end):
             pte = mm.ptes[vpn]
-            if isinstance(pte, HugePte):                   # wp_clean_pmd_entry: skipped
-                if vpn >> 9 not in seen and (pte.writable or pte.dirty):
-                    warns += 1                             # WARN_ON(pmd_write || pmd_dirty)
-                seen.add(vpn >> 9)
+            if isinstance(pte, (HugePte, PudPte)):         # wp_clean_pmd/pud_entry: skipped
+                key = (vpn >> 18, -1) if isinstance(pte, PudPte) else (vpn >> 9, 0)
+                if key not in seen and (pte.writable or pte.dirty):
+                    warns += 1                             # WARN_ON(p?d_write || p?d_dirty)
+                seen.add(key)
                 continue
             if not pte.present:
                 continue                                   # pte_write/pte_dirty of none

@@ -74,6 +74,7 @@ def handle_pte_fault(mm: Mm, i: int, vpn: int, write: bool,
     if mm.vmas[i].pfnmap:
         pfnmap_fault(mm, i, vpn, write)           # device memory: huge_fault / insert_pfn
         return None
+    mm.pmd_tables.add(vpn >> 18)                  # __handle_mm_fault: pmd_alloc
     if huge_pmd_fault(mm, i, vpn, write, unshare):
         return None                               # handled at PMD level (THP, huge zero)
     vma = mm.vmas[i]

@@ -20,12 +20,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Optional
 
-from .devmem import copy_special_pmd
+from .devmem import copy_special_pmd, copy_special_pud
 from .fault import restore_exclusive_pte
 from .folio import HPAGE_PMD_NR, Folio, folio_alloc_anon
+from .ops import HPAGE_PUD_NR
 from .huge_memory import copy_huge_pmd
 from .mm import Mm
-from .pagetable import HugePte, Pte
+from .pagetable import HugePte, Pte, PudPte
 from .results import Errno
 from .vma import Vma, anon_vma_alloc
 
@@ -90,11 +91,19 @@ def dup_mmap(parent: Mm, child: Mm) -> Optional[Errno]:
         # empty one (checked on 6.18: the child then faults at PTE level there)
         child.tables.update(idx for idx in parent.tables
                             if idx << 9 < vma.end and (idx + 1) << 9 > vma.start)
-        huge_done = -1                                 # last vpn copied by a huge PMD
+        # ... and copy_pud_range its PMD table wherever the parent has one (pmd_alloc)
+        child.pmd_tables.update(s for s in parent.pmd_tables
+                                if s << 18 < vma.end and (s + 1) << 18 > vma.start)
+        huge_done = -1                                 # last vpn copied by a huge entry
         for vpn in parent.vpns_in(vma.start, vma.end):
             if vpn <= huge_done:
                 continue
             pte = parent.ptes[vpn]
+            if isinstance(pte, PudPte):                # copy_pud_range: copy_huge_pud
+                if child.huge_pud(vpn >> 18) is None:  # a PUD straddling two VMAs: once
+                    copy_special_pud(child, pte.pud, vpn >> 18)
+                huge_done = vpn | (HPAGE_PUD_NR - 1)
+                continue
             if isinstance(pte, HugePte):               # copy_pmd_range: copy_huge_pmd
                 if pte.pmd.special:
                     copy_special_pmd(parent, child, vpn >> 9)

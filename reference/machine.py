@@ -16,6 +16,7 @@ from .api import InvariantError
 from .fault import handle_mm_fault
 from .devmem import BufferObject, DevPage, huge_aligned
 from .folio_split import split_folio, thp_at
+from .ops import HPAGE_PUD_NR
 from .folio import HPAGE_PMD_NR, Folio, HugeZeroPage, SubPage, Thp, ZeroPage, folio_store
 from .fork import dup_mmap
 from .gup import PinHandle, pin_user_pages, poke, unpin_user_pages
@@ -28,7 +29,7 @@ from .madvise import do_madvise
 from .mm import Mm
 from .mmap import do_mmap, do_munmap, exit_mmap
 from .mprotect import do_mprotect
-from .pagetable import HugePte
+from .pagetable import HugePte, PudPte
 from .results import ENOSYS, OK, Errno, Result, errno, name, signal, text_result, value
 from .shmem import ShmemFile
 from .swap import SwapSlot
@@ -116,8 +117,9 @@ class ReferenceMachine:
                                        v.view_flags(), v.anon_vma is not None))   # + VM_SOFTDIRTY
             for vpn in sorted(mm.ptes):
                 pte = mm.ptes[vpn]
-                if isinstance(pte, HugePte) and vpn % HPAGE_PMD_NR:
-                    continue                       # a huge PMD is one entry, at its head
+                if (isinstance(pte, HugePte) and vpn % HPAGE_PMD_NR) or (
+                        isinstance(pte, PudPte) and vpn % HPAGE_PUD_NR):
+                    continue                       # a huge PMD/PUD is one entry, at its head
                 page = pte.view()
                 pv.pages[vpn] = page
                 self._note_frame(snap, page.frame)
@@ -187,6 +189,10 @@ class ReferenceMachine:
                 if isinstance(pte, HugePte):
                     if vpn % HPAGE_PMD_NR == 0:
                         self._check_huge_pmd(pname, mm, vpn, pte, thps)
+                    continue
+                if isinstance(pte, PudPte):
+                    if vpn % HPAGE_PUD_NR == 0:
+                        self._check_huge_pud(pname, mm, vpn, pte)
                     continue
                 if pte.swap is not None:
                     slot_refs[pte.swap] = slot_refs.get(pte.swap, 0) + 1
@@ -268,6 +274,19 @@ class ReferenceMachine:
                 raise InvariantError(f"refcount {page.refcount:#x} != {n:#x} refs: {page!r}")
         for thp, per_mm in thps.items():
             self._check_thp(thp, per_mm, thp_pins.get(thp, 0))
+
+    @staticmethod
+    def _check_huge_pud(pname: str, mm: Mm, vpn: int, pte: PudPte) -> None:
+        """A special PUD: no PMD table below it, in pfnmap VMAs only, 2^18 consecutive
+        pages of one BO from a 1 GiB-aligned page."""
+        if (vpn >> 18) in mm.pmd_tables:
+            raise InvariantError(f"{pname}: PUD leaf and a PMD table at {vpn:#x}")
+        vmas = list(mm.vmas_in(vpn, vpn + HPAGE_PUD_NR))
+        huge = pte.pud.folio
+        if not vmas or not all(v.pfnmap and v.file is huge.bo for v in vmas) \
+                or huge.pgoff % HPAGE_PUD_NR:
+            raise InvariantError(f"{pname}: special PUD at {vpn:#x} outside a pfnmap of its "
+                                 f"BO or not 1 GiB-aligned in it")
 
     @staticmethod
     def _check_huge_pmd(pname: str, mm: Mm, vpn: int, pte: HugePte,

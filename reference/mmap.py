@@ -46,9 +46,9 @@ def do_munmap_range(mm: Mm, start: int, end: int) -> None:
     unmap_vmas fires one UNMAP invalidation over the requested range when a VMA is there."""
     if any(True for _ in mm.vmas_in(start, end)):
         mm.notify("unmap", start, end, None)
-    mm.zap_range(start, end)
-    mm.split_at(start)
+    mm.split_at(start)                               # vms_gather_munmap_vmas first
     mm.split_at(end)
+    mm.zap_range(start, end)
     kept = []
     for v in mm.vmas:
         if start <= v.start and v.end <= end:
@@ -60,6 +60,7 @@ def do_munmap_range(mm: Mm, start: int, end: int) -> None:
     # free_pgtables: a block's PTE table goes once no VMA overlaps the block
     mm.free_tables(start, end, lambda idx: any(
         True for _ in mm.vmas_in(idx << 9, (idx + 1) << 9)))
+    mm.free_pmd_tables(start, end)                  # ... and a slot's PMD table likewise
 
 
 def exit_mmap(mm: Mm) -> None:
@@ -73,6 +74,7 @@ def exit_mmap(mm: Mm) -> None:
             mm.dropped_objects.append(v.file)
     mm.vmas = []
     mm.tables.clear()
+    mm.pmd_tables.clear()
 
 
 def do_munmap(mm: Mm, vpn: int, npages: int) -> Optional[Errno]:

@@ -11,8 +11,8 @@ from typing import Optional
 from .folio import HPAGE_PMD_NR, Folio
 from .huge_memory import change_huge_pmd
 from .mm import Mm
-from .ops import ADDR_LIMIT_PAGES, Prot
-from .pagetable import HugePte, Pte
+from .ops import ADDR_LIMIT_PAGES, HPAGE_PUD_NR, Prot
+from .pagetable import HugePte, Pte, Pud, PudPte
 from .results import Errno
 from .vma import Vma, merge_range, pte_needs_soft_dirty_wp, vma_wants_writenotify
 
@@ -37,11 +37,12 @@ P4D_PAGES = 1 << 27                       # one P4D/PGD entry maps 512 GiB
 
 def notify_protection(mm: Mm, start: int, end: int) -> None:
     """change_pud_range (6.12+) starts one PROTECTION_VMA invalidation per 512 GiB chunk,
-    at the first populated PUD slot, up to the chunk's end. A slot counts as populated
-    when the process has any entry in it (the kernel looks for a PMD table there)."""
+    at the first PUD slot that is not none (a PMD table or a PUD leaf), up to the
+    chunk's end."""
     if not mm.watched():
         return                            # nobody subscribed: skip the slot scan
-    slots = sorted({vpn // PUD_PAGES for vpn in mm.ptes})
+    slots = sorted(mm.pmd_tables | {vpn // PUD_PAGES for vpn, pte in mm.ptes.items()
+                                    if isinstance(pte, PudPte)})
     a = start
     while a < end:
         b = min(end, (a // P4D_PAGES + 1) * P4D_PAGES)
@@ -58,7 +59,15 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
     mapping's has it exactly when the VMA is writable (no write-notify for shmem).
     """
     for vpn in mm.vpns_in(vma.start, vma.end):
-        pte = mm.ptes[vpn]
+        pte = mm.ptes.get(vpn)
+        if pte is None:
+            continue                      # a PUD split (zapped) earlier in this walk
+        if isinstance(pte, PudPte):
+            if vpn % HPAGE_PUD_NR == 0 and vpn + HPAGE_PUD_NR <= vma.end:
+                change_huge_pud(vma, pte.pud)
+            elif vpn == vma.start or vpn % HPAGE_PUD_NR == 0:
+                mm.split_huge_pud(vpn >> 18)   # change_pud_range: not the whole slot
+            continue
         if isinstance(pte, HugePte):
             if vpn % HPAGE_PMD_NR == 0:
                 change_huge_pmd(mm, vma, vpn >> 9)   # the VMA holds the whole block
@@ -69,6 +78,13 @@ def change_pte_range(mm: Mm, vma: Vma) -> None:
         pte.writable = vma.shared and vma.prot.write and not vma_wants_writenotify(vma)
         if not pte.writable and vma.prot.write and can_change_pte_writable(vma, pte):
             pte.writable = True
+
+
+def change_huge_pud(vma: Vma, pud: Pud) -> None:
+    """change_huge_pud: pud_modify(vm_page_prot) keeps dirty and soft-dirty and takes the
+    write bit from vm_page_prot (no MM_CP_TRY_CHANGE_WRITABLE at PUD level): a pfnmap
+    mapping wants write-notify, so its PUD ends read-only."""
+    pud.writable = vma.shared and vma.prot.write and not vma_wants_writenotify(vma)
 
 
 def do_mprotect(mm: Mm, vpn: int, npages: int, prot: Prot) -> Optional[Errno]:

@@ -10,6 +10,7 @@ not writable; the VMA check refuses every access to them.
 A device-exclusive entry (make_device_exclusive) is a non-present Pte with
 `devexcl` set: it still names its folio and counts as a mapping (6.15+), is
 never writable or dirty.
+A special PUD leaf of device memory (1 GiB) is a Pud with a PudPte per vpn, the same way.
 A swap entry is a non-present Pte with `swap` set to its SwapSlot and no page;
 `swp_exclusive` is the PageAnonExclusive it had when it went out.
 """
@@ -122,3 +123,48 @@ class HugePte(Pte):
 
     def view(self) -> PageView:
         return self.pmd.view()
+
+
+@dataclass(eq=False)
+class Pud:
+    """A special PUD leaf of device memory (vmf_insert_pfn_pud): 2^18 BO pages."""
+
+    folio: object                  # a DevHuge (devmem.py) from a 1 GiB-aligned BO page
+    writable: bool = False
+    dirty: bool = False
+    soft_dirty: bool = False
+
+    def mkdirty(self) -> None:
+        """pud_mkdirty: sets soft-dirty too on x86."""
+        self.dirty = True
+        self.soft_dirty = True
+
+    def view(self) -> PageView:
+        return PageView(EntryKind.PFN, Level.PUD, self.writable, self.dirty,
+                        self.soft_dirty, False, self.folio.page(0).key)
+
+
+class PudPte(Pte):
+    """One vpn of a PUD leaf: page = its BO page, bits = the Pud's (like HugePte)."""
+
+    def __init__(self, pud: Pud, page: object) -> None:
+        self.pud = pud
+        self.page = page            # type: ignore[assignment]
+        self.devexcl = False
+        self.swap = None
+        self.swp_exclusive = False
+
+    writable = property(lambda s: s.pud.writable, lambda s, v: setattr(s.pud, "writable", v))
+    dirty = property(lambda s: s.pud.dirty, lambda s, v: setattr(s.pud, "dirty", v))
+    soft_dirty = property(lambda s: s.pud.soft_dirty,
+                          lambda s, v: setattr(s.pud, "soft_dirty", v))
+
+    def mkdirty(self) -> None:
+        self.pud.mkdirty()
+
+    @property
+    def is_zero(self) -> bool:
+        return False
+
+    def view(self) -> PageView:
+        return self.pud.view()

@@ -554,9 +554,10 @@ unlock p0 0x101 -> EINVAL
 """)
 
 
-def test_mprotect_event_needs_an_entry_in_the_1gib_slot() -> None:
-    # device.md erratum 5: per 512 GiB chunk of the piece, from the first 1 GiB slot
-    # holding any entry of the process (also outside the piece)
+def test_mprotect_event_needs_a_pmd_table_in_the_1gib_slot() -> None:
+    # pud.md A: per 512 GiB chunk of the piece, from the first 1 GiB slot whose PUD entry
+    # is not none (a PMD table: made by the first fault, kept when its entries go,
+    # freed by munmap once no VMA is left in the slot)
     run("""
 mmap p0 0x3fff0 0x20 rw private,anon -> 0x3fff0
 mirror d0 p0 0 0x100000 -> m1
@@ -571,7 +572,13 @@ mprotect p0 0x40008 2 rw -> ok
 devents d0 -> m1:protection_vma@0x40008+0x2
 madvise p0 0x40005 1 dontneed -> ok
 mprotect p0 0x40008 2 r -> ok
-devents d0 -> m1:clear@0x40005+0x1
+devents d0 -> m1:clear@0x40005+0x1 m1:protection_vma@0x40008+0x2
+munmap p0 0x40000 0x10 -> ok
+mprotect p0 0x3fff0 0x10 r -> ok
+devents d0 -> m1:unmap@0x40000+0x10
+mmap p0 0x40000 0x10 rw private,anon -> 0x40000
+mprotect p0 0x40000 0x10 r -> ok
+devents d0 -> none
 """)
 
 
